@@ -1,0 +1,71 @@
+"""Shared fixtures: peer processes started and stopped by pid, bounded waits."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pykka
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def wait_until(
+    condition: Callable[[], object], timeout: float = 5.0, interval: float = 0.005
+) -> None:
+    """Poll `condition` until it is true; fail the test after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout} s")
+        time.sleep(interval)  # bounded poll of a condition, not a wait for an event
+
+
+class Peer:
+    """A peer process running `tests.transport.peer`, stopped by pid at teardown."""
+
+    def __init__(self, key: bytes) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", "from tests.transport.peer import main; main()", key.decode()],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            cwd=ROOT,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+        )
+        assert self.proc.stdout is not None
+        self.address = self.proc.stdout.readline().strip()
+        assert self.address.startswith("actor://"), f"peer did not start: {self.address!r}"
+        self.node = self.address.split("/")[2]
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(timeout=10)
+
+
+@pytest.fixture
+def key() -> bytes:
+    return b"test-key-0123456789"
+
+
+@pytest.fixture
+def peer(key: bytes) -> Iterator[Peer]:
+    p = Peer(key)
+    try:
+        yield p
+    finally:
+        p.kill()
+
+
+@pytest.fixture(autouse=True)
+def _stop_actors() -> Iterator[None]:
+    """Stop every actor a test left running, so no thread outlives its test."""
+    yield
+    pykka.ActorRegistry.stop_all(block=True, timeout=5)

@@ -1,0 +1,65 @@
+"""The transport: sockets, wire format, serialization and connection files.
+
+Everything that knows about ZeroMQ or bytes lives here; nothing else imports `zmq`.
+"""
+
+from __future__ import annotations
+
+from actorcluster.transport._actor import SocketActor, actor_of, local_host
+from actorcluster.transport._address import Address
+from actorcluster.transport._connection import (
+    load_connection_file,
+    new_key,
+    write_connection_file,
+)
+from actorcluster.transport._guarded import GuardedActor, as_remote_error
+from actorcluster.transport._inbox import SocketInbox
+from actorcluster.transport._message import (
+    Message,
+    Ping,
+    Pong,
+    Reply,
+    Terminated,
+    Unwatch,
+    Watch,
+    message_class,
+)
+from actorcluster.transport._port import Port, ReplyFuture
+from actorcluster.transport._ref import RemoteRef, ThreadPort
+from actorcluster.transport._serialize import Payload, deserialize, interactive, serialize
+from actorcluster.transport._session import DELIM, Incoming, Limits, ReplayGuard, Session, WireError
+
+__all__ = [
+    "DELIM",
+    "Address",
+    "GuardedActor",
+    "Incoming",
+    "Limits",
+    "Message",
+    "Payload",
+    "Ping",
+    "Pong",
+    "Port",
+    "RemoteRef",
+    "ReplayGuard",
+    "Reply",
+    "ReplyFuture",
+    "Session",
+    "SocketActor",
+    "SocketInbox",
+    "Terminated",
+    "ThreadPort",
+    "Unwatch",
+    "Watch",
+    "WireError",
+    "actor_of",
+    "as_remote_error",
+    "deserialize",
+    "interactive",
+    "load_connection_file",
+    "local_host",
+    "message_class",
+    "new_key",
+    "serialize",
+    "write_connection_file",
+]

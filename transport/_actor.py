@@ -1,0 +1,385 @@
+"""SocketActor: a pykka actor that owns ZeroMQ sockets and is reachable as `actor://node/name`.
+
+Its inbox (`SocketInbox`) reads its sockets in its own thread, so a message from the
+network reaches the same `on_receive` as a local `tell` or `ask`, with no thread hop.
+
+A SocketActor that listens binds a ROUTER; its node is that socket's `host:port`. It may
+host other actors of its process by name (`host(name, ref)`), forwarding their messages
+and sending their replies back. It answers `Ping`, keeps the watchers of the actors it
+hosts, and tells them `Terminated` when one stops. It watches remote actors for its own
+code (`watch(address)`), with heartbeats and its port's connection monitors.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket as pysocket
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import pykka
+import zmq
+from actorcluster.transport._address import Address
+from actorcluster.transport._guarded import GuardedActor, as_remote_error
+from actorcluster.transport._inbox import Frames, SocketInbox
+from actorcluster.transport._message import Message, Ping, Pong, Reply, Terminated, Unwatch, Watch
+from actorcluster.transport._port import Port
+from actorcluster.transport._session import Incoming, Item, Session, WireError
+from actorcluster.transport._zmqio import send_frames
+from pykka._envelope import Envelope
+
+from actorcluster.error import ActorStopped, UnknownActor
+
+__all__ = ["SocketActor", "actor_of", "local_host"]
+
+logger = logging.getLogger(__name__)
+
+ReplyFn = Callable[[Item], None]
+
+_hosts: dict[str, SocketActor] = {}
+_hosts_lock = threading.Lock()
+
+
+def actor_of(ref: pykka.ActorRef[Any]) -> Any:
+    """Return the actor behind `ref` (None once it is gone), for its address and such."""
+    return ref._actor_weakref()
+
+
+def local_host(node: str) -> SocketActor | None:
+    """Return the actor of this process that listens as `node`, if any."""
+    return _hosts.get(node)
+
+
+@dataclass(frozen=True, slots=True)
+class _SendReply:
+    reply: ReplyFn
+    cid: str
+    value: Any
+    error: BaseException | None
+
+
+@dataclass(frozen=True, slots=True)
+class _HostedStopped:
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class _Beat:
+    pass
+
+
+class _ForwardedReply(pykka.Future[Any]):
+    """Carries a hosted actor's answer back to the host, which sends it to the asker."""
+
+    def __init__(self, host: pykka.ActorRef[Any], reply: ReplyFn, cid: str) -> None:
+        super().__init__()
+        self._host, self._reply, self._cid = host, reply, cid
+
+    def set(self, value: Any = None) -> None:
+        self._host.tell(_SendReply(self._reply, self._cid, value, None))
+
+    def set_exception(self, exc_info: Any = None) -> None:
+        error = exc_info[1] if isinstance(exc_info, tuple) else exc_info
+        if isinstance(error, pykka.ActorDeadError):
+            error = ActorStopped(str(error))
+        self._host.tell(_SendReply(self._reply, self._cid, None, as_remote_error(error)))
+
+
+class SocketActor(GuardedActor):
+    """An actor whose inbox also reads its sockets; optionally a listening node.
+
+    Accepts: `Ping`, `Watch`, `Unwatch`, `Terminated` (for its watches) from the network,
+    plus whatever `on_receive` of a subclass handles, locally or from the network.
+    Emits: `Pong`, `Terminated`, replies to asks. Owns: a ROUTER (when listening), and a
+    DEALER plus monitor per node it sends to.
+
+    Args:
+        session: signs and decodes its messages.
+        name: its name at its node.
+        listen: a `tcp://host:port` endpoint to bind (port 0 for any), or None.
+        advertise: the host others should dial, when `listen` binds a wildcard.
+        context: the ZeroMQ context (the process's shared one by default).
+    """
+
+    heartbeat_period: ClassVar[float] = 0.5
+    heartbeat_misses: ClassVar[int] = 4
+
+    def __init__(
+        self,
+        session: Session,
+        *,
+        name: str,
+        listen: str | None = None,
+        advertise: str | None = None,
+        context: zmq.Context[Any] | None = None,
+    ) -> None:
+        super().__init__()
+        self.session = session
+        self.name = name
+        self.context = context or zmq.Context.instance()
+        self.inbox: SocketInbox = self.actor_inbox  # type: ignore[assignment]
+        self.node: str | None = None
+        self.router: zmq.Socket[Any] | None = None
+        if listen is not None:
+            self.router = self.context.socket(zmq.ROUTER)
+            self.router.linger = 1000
+            self.router.router_mandatory = True
+            self.router.bind(listen)
+            self.node = _node_of(str(self.router.get_string(zmq.LAST_ENDPOINT)), advertise)
+            self.inbox.add_socket(self.router, self._on_router)
+            with _hosts_lock:
+                _hosts[self.node] = self
+        self.address = str(Address(self.node or "local", name))
+        self.hosted: dict[str, pykka.ActorRef[Any]] = {}
+        self.incoming: Incoming | None = None
+        self.port = Port(
+            session,
+            self.context,
+            self.inbox.add_socket,
+            self.inbox.remove_socket,
+            origin=self.node,
+            on_push=self._on_pushed,
+            on_lost=lambda node: self._node_dead(node, "its connection dropped"),
+        )
+        self._routes: dict[str, list[bytes]] = {}
+        self._watchers: dict[str, set[str]] = {}
+        self._watching: dict[str, dict[str, pykka.ActorRef[Any]]] = {}
+        self._last_seen: dict[str, float] = {}
+        self._beating = False
+        self._routed_out: dict[tuple[bytes, ...], list[Item]] = {}
+        self._from = {"from": self.node} if self.node else None
+        self.inbox.on_idle = self.flush
+
+    @staticmethod
+    def _create_actor_inbox() -> SocketInbox:
+        return SocketInbox()
+
+    # -- API for subclasses (actor thread) ----------------------------------------------
+    def send(self, address: str, message: Message) -> None:
+        """Tell `message` to the actor at `address`, wherever it is.
+
+        Remote messages are batched and leave when this actor goes idle.
+        """
+        node, name = Address.parse(address)
+        if node == self.node:
+            self._dispatch(Item(name, None, message), None, node)
+        elif node in self._routes:
+            self._post_routed(tuple(self._routes[node]), Item(name, None, message))
+        elif self.port.post(node, name, message) >= self.port.batch_limit:
+            self.port.flush(node)
+
+    def call_later(self, delay: float, message: Any) -> None:
+        """Deliver `message` to this actor after `delay` seconds."""
+        self.inbox.call_later(delay, message)
+
+    def watch(self, address: str, notify: pykka.ActorRef[Any] | None = None) -> None:
+        """Tell `notify` (this actor by default) `Terminated` when `address` stops."""
+        if self.node is None:
+            raise RuntimeError(f"{self.name}: only a listening actor can watch (pass listen=)")
+        node, name = Address.parse(address)
+        self._watching.setdefault(node, {})[address] = notify or self.actor_ref
+        self._last_seen.setdefault(node, time.monotonic())
+        self.send(str(Address(node, name)), Watch(name=name, watcher=self.address))
+        if not self._beating:
+            self._beating = True
+            self.call_later(self.heartbeat_period, _Beat())
+
+    def host(self, name: str, ref: pykka.ActorRef[Any]) -> None:
+        """Make the local actor `ref` reachable as `actor://<this node>/<name>`. Any thread."""
+        self.hosted[name] = ref
+        actor = actor_of(ref)
+        if isinstance(actor, GuardedActor):
+            actor.add_stop_callback(lambda: self.actor_ref.tell(_HostedStopped(name)))
+
+    def flush(self) -> None:
+        """Send every batched message now (done anyway whenever the actor goes idle)."""
+        self.port.flush()
+        if self._routed_out:
+            boxes, self._routed_out = self._routed_out, {}
+            assert self.router is not None
+            for idents, items in boxes.items():
+                frames = self.session.pack(items, header=self._from)
+                _send(self.router, [*idents, *frames])
+
+    # -- dispatch -----------------------------------------------------------------------
+    def _handle_receive(self, message: Any) -> Any:
+        match message:
+            case Frames():
+                message.handler(message.frames)
+                return None
+            case _SendReply():
+                message.reply(
+                    Item("", message.cid, Reply(value=message.value, error=message.error))
+                )
+                return None
+            case _HostedStopped(name=name):
+                self.hosted.pop(name, None)
+                self._notify_watchers(name, "stopped")
+                return None
+            case _Beat():
+                self._beat()
+                return None
+        return super()._handle_receive(message)
+
+    def _on_router(self, frames: list[Any]) -> None:
+        try:
+            incoming = self.session.unpack(frames)
+        except WireError as e:
+            self.session.drop(e, self.address)
+            return
+        idents = tuple(incoming.idents)
+        sender = incoming.header.get("from")
+        if isinstance(sender, str):
+            self._routes[sender] = incoming.idents
+            self._last_seen[sender] = time.monotonic()
+
+        def reply(item: Item) -> None:
+            self._post_routed(idents, item)
+
+        self.incoming = incoming
+        try:
+            for item in incoming.items:
+                self._dispatch(item, reply, sender)
+        finally:
+            self.incoming = None
+
+    def _on_pushed(self, node: str, item: Item) -> None:
+        self._last_seen[node] = time.monotonic()
+
+        def reply(answer: Item) -> None:
+            if self.port.post(node, answer.to, answer.message, answer.cid) >= self.port.batch_limit:
+                self.port.flush(node)
+
+        self._dispatch(item, reply, node)
+
+    def _post_routed(self, idents: tuple[bytes, ...], item: Item) -> None:
+        box = self._routed_out.get(idents)
+        if box is None:
+            box = self._routed_out[idents] = []
+        box.append(item)
+        if len(box) >= self.port.batch_limit:
+            self.flush()
+
+    def _dispatch(self, item: Item, reply: ReplyFn | None, sender: str | None) -> None:
+        if self.port.resolve(item):
+            return
+        message = item.message
+        match message:
+            case Ping():
+                if reply is not None:
+                    reply(Item("", None, Pong()))
+                return
+            case Pong():
+                return
+            case Watch(name=name, watcher=watcher):
+                if name == self.name or name in self.hosted:
+                    self._watchers.setdefault(name, set()).add(watcher)
+                else:
+                    self.send(
+                        watcher, Terminated(address=self._address_of(name), reason="no such actor")
+                    )
+                return
+            case Unwatch(name=name, watcher=watcher):
+                self._watchers.get(name, set()).discard(watcher)
+                return
+            case Terminated(address=address):
+                node = Address.parse(address).node
+                notify = self._watching.get(node, {}).pop(address, None)
+                if notify is not None and notify is not self.actor_ref:
+                    notify.tell(message)
+                    return
+        self._deliver_local(item.to, message, reply, item.cid)
+
+    def _deliver_local(
+        self, name: str, message: Message, reply: ReplyFn | None, cid: str | None = None
+    ) -> None:
+        if name == self.name:
+            try:
+                value, error = self._handle_receive(message), None
+            except BaseException as e:  # noqa: BLE001 - contained: answered or logged
+                value, error = None, as_remote_error(e)
+                if cid is None:
+                    logger.warning("%s failed on %s: %r", self.name, type(message).__name__, e)
+            if cid is not None and reply is not None:
+                reply(Item("", cid, Reply(value=value, error=error)))
+            return
+        ref = self.hosted.get(name)
+        if ref is None or not ref.is_alive():
+            unknown = UnknownActor(
+                f"no actor named {name!r} at {self._address_of('')} (stopped, or never started)"
+            )
+            if cid is not None and reply is not None:
+                reply(Item("", cid, Reply(error=unknown)))
+            else:
+                logger.debug("dropped %s for unknown actor %r", type(message).__name__, name)
+            return
+        future = _ForwardedReply(self.actor_ref, reply, cid) if cid and reply else None
+        ref.actor_inbox.put(Envelope(message, reply_to=future))
+
+    # -- watching -----------------------------------------------------------------------
+    def _beat(self) -> None:
+        now = time.monotonic()
+        limit = self.heartbeat_period * self.heartbeat_misses
+        for node in list(self._watching):
+            if node == self.node:
+                continue  # local stops are reported by stop callbacks, not heartbeats
+            if not self._watching[node]:
+                del self._watching[node]
+            elif now - self._last_seen.get(node, now) > limit:
+                self._node_dead(node, f"no answer for {limit:.1f} s")
+            else:
+                self.send(str(Address(node, "")), Ping())
+        self._beating = bool(self._watching)
+        if self._beating:
+            self.call_later(self.heartbeat_period, _Beat())
+
+    def _node_dead(self, node: str, why: str) -> None:
+        self._routes.pop(node, None)
+        self._last_seen.pop(node, None)
+        for address, notify in self._watching.pop(node, {}).items():
+            notify.tell(Terminated(address=address, reason=f"node unreachable: {why}"))
+
+    def _notify_watchers(self, name: str, reason: str) -> None:
+        for watcher in self._watchers.pop(name, ()):
+            try:
+                self.send(watcher, Terminated(address=self._address_of(name), reason=reason))
+            except (zmq.ZMQError, ValueError) as e:
+                logger.debug("could not tell %s that %s stopped: %s", watcher, name, e)
+
+    def _address_of(self, name: str) -> str:
+        return str(Address(self.node or "local", name))
+
+    def _after_stop(self) -> None:
+        for name in [self.name, *self._watchers]:
+            self._notify_watchers(name, "stopped")
+        if self.node is not None:
+            with _hosts_lock:
+                if _hosts.get(self.node) is self:
+                    del _hosts[self.node]
+        try:
+            self.flush()
+        finally:
+            self.port.close()
+            self.inbox.close(linger=200)
+
+
+def _send(router: zmq.Socket[Any], frames: list[Any]) -> None:
+    try:
+        send_frames(router, frames)
+    except zmq.ZMQError as e:
+        if e.errno != zmq.EHOSTUNREACH:
+            raise
+        logger.debug("peer %r is gone; dropped a message to it", frames[0])
+
+
+def _node_of(endpoint: str, advertise: str | None) -> str:
+    """Return `host:port` for a bound `tcp://host:port` endpoint."""
+    host, _, port = endpoint.removeprefix("tcp://").rpartition(":")
+    if advertise:
+        host = advertise
+    elif host in ("0.0.0.0", "*", "[::]"):
+        host = pysocket.gethostname()
+    return f"{host}:{port}"

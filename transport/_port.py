@@ -1,0 +1,281 @@
+"""Outbound connections of one thread: a DEALER per node and the asks awaiting replies.
+
+A `Port` belongs to one thread. A `SocketActor` reads its port's sockets from its inbox;
+a plain thread (client code, tests) drives its port while it waits on a `ReplyFuture`.
+Every DEALER has a monitor socket: when the peer's connection drops, or nothing listens
+at its address, the asks waiting on that node fail at once with `NodeUnreachable`
+instead of running into their timeout.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pykka
+import zmq
+from actorcluster.transport._message import Message, Reply
+from actorcluster.transport._session import Item, Session, WireError
+from actorcluster.transport._zmqio import send_frames
+from zmq.utils.monitor import parse_monitor_message
+
+from actorcluster.error import AskTimeout, NodeUnreachable
+
+__all__ = ["Port", "ReplyFuture"]
+
+logger = logging.getLogger(__name__)
+
+_LOST_EVENTS = zmq.EVENT_DISCONNECTED | zmq.EVENT_CONNECT_RETRIED
+Driver = Callable[["ReplyFuture", float | None], None]
+
+
+class ReplyFuture(pykka.Future[Any]):
+    """The future of an ask: `get(timeout)` returns the reply or raises its error.
+
+    When the ask was made on a plain thread, `get` drives that thread's port to receive
+    the reply; from an actor's port, the actor's inbox receives it.
+    """
+
+    def __init__(self, description: str, driver: Driver | None = None) -> None:
+        super().__init__()
+        self.description = description
+        self._driver = driver
+        self._done = threading.Event()
+        self._value: Any = None
+        self._error: BaseException | None = None
+
+    def done(self) -> bool:
+        """Whether the reply (or an error) has arrived."""
+        return self._done.is_set()
+
+    def get(self, *, timeout: float | None = None) -> Any:
+        """Return the reply, waiting at most `timeout` seconds.
+
+        Raises:
+            AskTimeout: no reply within `timeout`.
+            Exception: the error the ask failed with (`RemoteError`, `UnknownActor`, ...).
+        """
+        if not self._done.is_set():
+            if self._driver is not None:
+                self._driver(self, timeout)
+            if not self._done.wait(timeout):
+                raise AskTimeout(f"no reply from {self.description} within {timeout} s")
+        if self._error is not None:
+            raise self._error
+        return self._value
+
+    def set(self, value: Any = None) -> None:
+        if not self._done.is_set():
+            self._value = value
+            self._done.set()
+
+    def set_exception(self, exc_info: Any = None) -> None:
+        error = exc_info[1] if isinstance(exc_info, tuple) else exc_info
+        self.fail(error)
+
+    def fail(self, error: BaseException) -> None:
+        """Resolve the future with `error`."""
+        if not self._done.is_set():
+            self._error = error
+            self._done.set()
+
+
+class _Pending:
+    __slots__ = ("deadline", "future", "node")
+
+    def __init__(self, future: ReplyFuture, node: str, deadline: float) -> None:
+        self.future = future
+        self.node = node
+        self.deadline = deadline
+
+
+class Port:
+    """A thread's outbound sockets, its outbox and its pending asks.
+
+    Messages are queued per node and sent by `flush()`, many to a wire message; the owner
+    flushes when it goes idle, so a burst costs one signature and one send per node.
+
+    Args:
+        session: signs and decodes messages.
+        context: the ZeroMQ context to create sockets in.
+        on_socket: called with each new socket and the handler of its messages; the owner
+            must read that socket and pass each multipart message to the handler.
+        off_socket: called with a socket the port is about to close.
+        origin: this thread's own node (`host:port`) if it listens, sent as `from`.
+        on_push: called with each message from a node that is not a reply to an ask.
+        on_lost: called with a node whose connection dropped.
+        driver: how a `ReplyFuture` of this port waits (plain threads drive the port).
+    """
+
+    batch_limit: int = 256
+
+    def __init__(
+        self,
+        session: Session,
+        context: zmq.Context[Any],
+        on_socket: Callable[[zmq.Socket[Any], Callable[[list[Any]], None]], None],
+        off_socket: Callable[[zmq.Socket[Any]], None],
+        *,
+        origin: str | None = None,
+        on_push: Callable[[str, Item], None] | None = None,
+        on_lost: Callable[[str], None] | None = None,
+        driver: Driver | None = None,
+    ) -> None:
+        self.session = session
+        self.origin = origin
+        self._header = {"from": origin} if origin else None
+        self._context = context
+        self._on_socket = on_socket
+        self._off_socket = off_socket
+        self._on_push = on_push
+        self._on_lost = on_lost
+        self._driver = driver
+        self._dealers: dict[str, tuple[zmq.Socket[Any], zmq.Socket[Any]]] = {}
+        self._outbox: dict[str, list[Item]] = {}
+        self._outbox_lock = threading.Lock()
+        self._pending: dict[str, _Pending] = {}
+        self._cids = itertools.count()
+
+    # -- sending ------------------------------------------------------------------------
+    def post(self, node: str, name: str, message: Message, cid: str | None = None) -> int:
+        """Queue `message` for actor `name` at `node`; return how many wait for that node.
+
+        The caller flushes: at once when the count reaches `batch_limit`, else later.
+        """
+        with self._outbox_lock:
+            box = self._outbox.get(node)
+            if box is None:
+                box = self._outbox[node] = []
+            box.append(Item(name, cid, message))
+            return len(box)
+
+    def send(self, node: str, name: str, message: Message, *, cid: str | None = None) -> None:
+        """Send `message` to actor `name` at `node` now (after what is queued for it)."""
+        self.post(node, name, message, cid)
+        self.flush(node)
+
+    def ask(self, node: str, name: str, message: Message, timeout: float) -> ReplyFuture:
+        """Send `message` as an ask now; the returned future gets the reply."""
+        cid = f"{self.session.session}:{next(self._cids)}"
+        future = ReplyFuture(f"actor://{node}/{name}", self._driver)
+        self._pending[cid] = _Pending(future, node, time.monotonic() + timeout)
+        try:
+            self.send(node, name, message, cid=cid)
+        except Exception:
+            del self._pending[cid]
+            raise
+        return future
+
+    def flush(self, node: str | None = None) -> None:
+        """Send what is queued, for `node` or for every node."""
+        with self._outbox_lock:
+            if node is None:
+                boxes, self._outbox = self._outbox, {}
+            else:
+                box = self._outbox.pop(node, None)
+                boxes = {node: box} if box else {}
+        for target, items in boxes.items():
+            if items:
+                frames = self.session.pack(items, header=self._header)
+                send_frames(self._dealer(target), frames)
+
+    @property
+    def queued(self) -> bool:
+        """Whether messages wait in the outbox."""
+        return bool(self._outbox)
+
+    # -- receiving ----------------------------------------------------------------------
+    def resolve(self, item: Item) -> bool:
+        """Resolve the ask that `item` answers; False if it is not a reply."""
+        if type(item.message) is not Reply:
+            return False
+        pending = self._pending.pop(item.cid or "", None)
+        if pending is None:
+            logger.debug("reply to an ask that is gone (timed out?): %s", item.cid)
+            return True
+        reply: Reply = item.message
+        if reply.error is not None:
+            pending.future.fail(reply.error)
+        else:
+            pending.future.set(reply.value)
+        return True
+
+    def expire(self) -> float | None:
+        """Fail asks past their deadline; return seconds until the next deadline, if any."""
+        now = time.monotonic()
+        soonest: float | None = None
+        for cid, pending in list(self._pending.items()):
+            if pending.deadline <= now:
+                del self._pending[cid]
+                pending.future.fail(
+                    AskTimeout(
+                        f"no reply from {pending.future.description} within its timeout; "
+                        "the actor may be busy or its node down"
+                    )
+                )
+            elif soonest is None or pending.deadline - now < soonest:
+                soonest = pending.deadline - now
+        return soonest
+
+    def lost(self, node: str, why: str) -> None:
+        """Forget the connection to `node` and fail the asks waiting on it."""
+        sockets = self._dealers.pop(node, None)
+        if sockets is not None:
+            for socket in sockets:
+                self._off_socket(socket)
+                socket.close(linger=0)
+        for cid, pending in list(self._pending.items()):
+            if pending.node == node:
+                del self._pending[cid]
+                pending.future.fail(NodeUnreachable(f"{pending.future.description}: {why}"))
+        if self._on_lost is not None:
+            self._on_lost(node)
+
+    def close(self) -> None:
+        """Send what is queued, then close every socket; asks still waiting fail."""
+        self.flush()
+        for node in list(self._dealers):
+            self.lost(node, "the sender closed its connections")
+
+    @property
+    def pending(self) -> int:
+        """Number of asks awaiting a reply."""
+        return len(self._pending)
+
+    def _dealer(self, node: str) -> zmq.Socket[Any]:
+        sockets = self._dealers.get(node)
+        if sockets is not None:
+            return sockets[0]
+        dealer: zmq.Socket[Any] = self._context.socket(zmq.DEALER)
+        dealer.linger = 1000
+        monitor = dealer.get_monitor_socket(_LOST_EVENTS)
+        dealer.connect(f"tcp://{node}")
+        self._dealers[node] = (dealer, monitor)
+        self._on_socket(dealer, lambda frames: self._on_dealer(node, frames))
+        self._on_socket(monitor, lambda frames: self._on_monitor(node, frames))
+        return dealer
+
+    def _on_dealer(self, node: str, frames: list[Any]) -> None:
+        try:
+            incoming = self.session.unpack(frames)
+        except WireError as e:
+            self.session.drop(e, f"connection to {node}")
+            return
+        for item in incoming.items:
+            if self.resolve(item):
+                continue
+            if self._on_push is not None:
+                self._on_push(node, item)
+            else:
+                logger.debug("dropped a message pushed by %s to a port that serves none", node)
+
+    def _on_monitor(self, node: str, frames: list[Any]) -> None:
+        event = parse_monitor_message([bytes(f) for f in frames])["event"]
+        if event == zmq.EVENT_DISCONNECTED:
+            self.lost(node, "its connection dropped (process gone?)")
+        elif event == zmq.EVENT_CONNECT_RETRIED:
+            self.lost(node, "nothing listens at its address")

@@ -1,0 +1,323 @@
+"""The wire format: framing, HMAC signing, replay protection and decoding of messages.
+
+A message on the wire is::
+
+    [routing ids..., b"<IDS|MSG>", signature, header, parent_header, metadata, content, buffers...]
+
+`header`, `parent_header` and `metadata` are JSON; `content` is the pickled list of the
+messages it carries (protocol 5) and `buffers` are their out-of-band pickle buffers
+(numpy arrays, large bytes), each a frame of its own so they travel without copies. The
+signature is the hex HMAC-SHA256 of every frame after it, buffers included.
+
+One wire message carries one or more items: the header's `items` lists, for each, the
+recipient's name, the correlation id of an ask (or null) and the message type; the header's
+`msg_type` is the first item's type. Sending many small messages in one wire message pays
+the signature, header and system calls once.
+
+`Session.unpack` checks, in this order: structure and sizes, signature, replay, header
+decoding, message type, content. Nothing is unpickled before the signature passed, and a
+digest is remembered only once it verified, so a forged message carrying a captured
+signature cannot block the genuine one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import itertools
+import logging
+import pickle
+import time
+import uuid
+from collections import Counter, deque
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, NamedTuple
+
+import orjson
+from actorcluster.transport._message import Message, message_class
+
+logger = logging.getLogger(__name__)
+
+DELIM = b"<IDS|MSG>"
+PROTOCOL_VERSION = "1"
+SIGNATURE_SCHEME = "hmac-sha256"
+_INBAND_LIMIT = 64 * 1024  # pickle buffers smaller than this stay inside `content`
+
+Frame = (
+    bytes | memoryview | Any
+)  # bytes, memoryview or zmq.Frame: anything with the buffer protocol
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Caps applied to every incoming message before it is verified."""
+
+    max_idents: int = 16
+    max_frames: int = 4096
+    max_header_bytes: int = 64 * 1024
+    max_frame_bytes: int = 4 * 1024**3
+    replay_window: float = 300.0
+    replay_history: int = 200_000
+
+
+class WireError(Exception):
+    """An incoming message was refused; `reason` is a short counter key."""
+
+    def __init__(self, reason: str, detail: str = "") -> None:
+        super().__init__(reason, detail)
+        self.reason = reason
+        self.detail = detail
+
+
+class Item(NamedTuple):
+    """One message in a wire message: its recipient's name, ask correlation id, message."""
+
+    to: str
+    cid: str | None
+    message: Message
+
+
+@dataclass(slots=True)
+class Incoming:
+    """A verified, decoded wire message: its items and the envelope they came in."""
+
+    idents: list[bytes]
+    header: dict[str, Any]
+    parent: dict[str, Any]
+    metadata: dict[str, Any]
+    items: list[Item]
+
+
+class ReplayGuard:
+    """Refuse a message seen before, with bounded memory.
+
+    Digests are kept for `window` seconds of message dates. When more than `capacity`
+    arrive within the window, the oldest are forgotten and messages dated at or before
+    the newest forgotten one are refused as stale, so no replay can slip through.
+    """
+
+    def __init__(self, window: float, capacity: int) -> None:
+        self.window = window
+        self.capacity = capacity
+        self._order: deque[tuple[float, bytes]] = deque()
+        self._seen: set[bytes] = set()
+        self._floor = float("-inf")
+
+    def check(self, digest: bytes, date: float) -> None:
+        """Raise `WireError` for a stale or repeated message; remember it otherwise."""
+        now = time.time()
+        if abs(now - date) > self.window:
+            raise WireError("stale", f"message date is {now - date:.0f} s from ours")
+        if date <= self._floor:
+            raise WireError("stale", "message older than the replay history")
+        if digest in self._seen:
+            raise WireError("replay", "message seen before")
+        self._seen.add(digest)
+        self._order.append((date, digest))
+        order, horizon = self._order, now - self.window
+        while order and (order[0][0] < horizon or len(order) > self.capacity):
+            old_date, old = order.popleft()
+            self._seen.discard(old)
+            if old_date >= horizon:
+                self._floor = max(self._floor, old_date)
+
+    def __len__(self) -> int:
+        return len(self._seen)
+
+
+class _DropLog:
+    """Count dropped messages and log them without flooding the log."""
+
+    def __init__(self, interval: float = 10.0) -> None:
+        self.counts: Counter[str] = Counter()
+        self._interval = interval
+        self._last = float("-inf")
+        self._since = 0
+
+    def __call__(self, error: WireError, where: str) -> None:
+        self.counts[error.reason] += 1
+        self._since += 1
+        now = time.monotonic()
+        if now - self._last >= self._interval:
+            logger.warning(
+                "%s: dropped %d bad message(s); last: %s %s (totals %s)",
+                where,
+                self._since,
+                error.reason,
+                error.detail,
+                dict(self.counts),
+            )
+            self._last, self._since = now, 0
+
+
+_EMPTY = b"{}"
+
+
+def _json(obj: dict[str, Any] | None) -> bytes:
+    return orjson.dumps(obj, default=str) if obj else _EMPTY
+
+
+def _object(frame: Frame) -> dict[str, Any]:
+    data = bytes(frame)
+    if data == _EMPTY:
+        return {}
+    value = orjson.loads(data)
+    if not isinstance(value, dict):
+        raise TypeError("header, parent and metadata must be JSON objects")
+    return value
+
+
+class Session:
+    """Sign, frame and decode messages with one shared key.
+
+    Args:
+        key: the HMAC key shared by every part of a cluster (bytes; must not be empty).
+        session: this party's uuid; a new one by default.
+        limits: caps on incoming messages.
+    """
+
+    def __init__(
+        self,
+        key: bytes,
+        *,
+        session: str | None = None,
+        limits: Limits | None = None,
+    ) -> None:
+        if not key:
+            raise ValueError("a session key must not be empty: messages would go unsigned")
+        self.key = key
+        self.session = session or uuid.uuid4().hex
+        self.limits = limits or Limits()
+        self._hmac = hmac.new(key, digestmod=hashlib.sha256)
+        self._ids = itertools.count()
+        self.replay = ReplayGuard(self.limits.replay_window, self.limits.replay_history)
+        self.drops = _DropLog()
+
+    @property
+    def dropped(self) -> Counter[str]:
+        """Counts of refused messages by reason."""
+        return self.drops.counts
+
+    def new_msg_id(self) -> str:
+        """Return a msg_id unique to this session."""
+        return f"{self.session}_{next(self._ids)}"
+
+    def sign(self, frames: Sequence[Frame]) -> bytes:
+        """Return the hex HMAC-SHA256 of `frames`."""
+        h = self._hmac.copy()
+        for frame in frames:
+            h.update(frame)
+        return h.hexdigest().encode()
+
+    def pack(
+        self,
+        items: Sequence[Item],
+        *,
+        header: dict[str, Any] | None = None,
+        parent: dict[str, Any] | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> list[Frame]:
+        """Return the frames of a message carrying `items`, from the delimiter on.
+
+        Args:
+            items: what to send, each an `Item(to, cid, message)`; several items share
+                one header and one signature.
+            header: extra header fields (`from`: the sender's node).
+            parent: the header of the message this one answers.
+            metadata: free-form JSON metadata.
+        """
+        buffers: list[memoryview] = []
+
+        def out_of_band(buf: pickle.PickleBuffer) -> bool:
+            raw = buf.raw()
+            if raw.nbytes < _INBAND_LIMIT:
+                return True
+            buffers.append(raw)
+            return False
+
+        content = pickle.dumps(
+            [item.message for item in items], protocol=5, buffer_callback=out_of_band
+        )
+        routing = [[item.to, item.cid, type(item.message).__name__] for item in items]
+        head = {
+            "msg_id": self.new_msg_id(),
+            "msg_type": routing[0][2],
+            "session": self.session,
+            "date": datetime.now(UTC).isoformat(),
+            "version": PROTOCOL_VERSION,
+            "items": routing,
+        }
+        if header:
+            head.update(header)
+        frames: list[Frame] = [_json(head), _json(parent), _json(metadata), content]
+        frames.extend(buffers)
+        return [DELIM, self.sign(frames), *frames]
+
+    def unpack(self, frames: Sequence[Frame]) -> Incoming:
+        """Verify and decode a received message.
+
+        Raises:
+            WireError: the message is malformed, unsigned, replayed or of an unknown type.
+        """
+        limits = self.limits
+        if len(frames) > limits.max_frames:
+            raise WireError("too_many_frames", f"{len(frames)} frames")
+        try:
+            at = _find_delim(frames, limits.max_idents)
+        except ValueError:
+            raise WireError("no_delimiter", "no <IDS|MSG> delimiter") from None
+        body = frames[at + 2 :]
+        if len(body) < 4:
+            raise WireError("too_few_frames", f"{len(body)} frames after the signature")
+        for i, frame in enumerate(body):
+            size = len(frame)
+            cap = limits.max_header_bytes if i < 3 else limits.max_frame_bytes
+            if size > cap:
+                raise WireError("oversized", f"frame {i} has {size} bytes (cap {cap})")
+        signature = bytes(frames[at + 1])
+        if not hmac.compare_digest(signature, self.sign(body)):
+            raise WireError("bad_signature", "signature does not match")
+        try:
+            header = _object(body[0])
+            parent = _object(body[1])
+            metadata = _object(body[2])
+            if not isinstance(header["msg_type"], str):
+                raise TypeError("msg_type must be a string")
+            date = datetime.fromisoformat(header["date"]).timestamp()
+            routing = [(str(to), cid, str(kind)) for to, cid, kind in header["items"]]
+        except (ValueError, KeyError, TypeError) as e:
+            raise WireError("bad_header", f"{type(e).__name__}: {e}") from None
+        self.replay.check(signature, date)
+        classes = [message_class(kind) for _, _, kind in routing]
+        if not routing or None in classes:
+            unknown = sorted(
+                {kind for (_, _, kind), c in zip(routing, classes, strict=True) if c is None}
+            )
+            raise WireError("unknown_type", f"msg_type {unknown or header['msg_type']!r}")
+        try:
+            messages = pickle.loads(bytes(body[3]), buffers=[memoryview(b) for b in body[4:]])
+        except Exception as e:  # noqa: BLE001 - a signed but undecodable content is still dropped
+            raise WireError("bad_content", f"{type(e).__name__}: {e}") from None
+        if type(messages) is not list or len(messages) != len(routing):
+            raise WireError("bad_content", "content does not match the header's items")
+        items = []
+        for (to, cid, kind), cls, message in zip(routing, classes, messages, strict=True):
+            if type(message) is not cls:
+                raise WireError("bad_content", f"content is {type(message).__name__}, not {kind}")
+            items.append(Item(to, cid if isinstance(cid, str) else None, message))
+        idents = [bytes(f) for f in frames[:at]]
+        return Incoming(idents, header, parent, metadata, items)
+
+    def drop(self, error: WireError, where: str) -> None:
+        """Count and (rate-limited) log a refused message."""
+        self.drops(error, where)
+
+
+def _find_delim(frames: Sequence[Frame], max_idents: int) -> int:
+    for i, frame in enumerate(frames[: max_idents + 1]):
+        # bytes, zmq.Frame and PickleBuffer.raw() memoryviews all have len() in bytes
+        if len(frame) == len(DELIM) and bytes(frame) == DELIM:
+            return i
+    raise ValueError("no delimiter")
