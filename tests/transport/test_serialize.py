@@ -54,8 +54,9 @@ def test_nested_containers_round_trip(value: Any) -> None:
 @given(arrays)
 def test_numpy_arrays_round_trip(array: np.ndarray) -> None:
     back = deserialize(_through_the_wire(serialize(array)))
-    assert back.dtype == array.dtype and back.shape == array.shape
-    np.testing.assert_array_equal(back, array)
+    assert back.dtype == array.dtype
+    assert back.shape == array.shape
+    assert back.tobytes() == array.tobytes()  # bitwise: NaNs and structured fields included
 
 
 @given(st.lists(st.one_of(st.integers(), st.text(max_size=5), st.none()), max_size=20))
