@@ -4,11 +4,21 @@ Every error derives from `ActorClusterError`, and also from the closest builtin 
 meaning overlaps, so `except TimeoutError` or `except KeyError` work as expected::
 
     ActorClusterError
-    ├── RemoteError                 an exception raised on the other side, with its traceback
+    ├── RemoteError                  an exception raised on an engine, with its traceback
+    │   └── CompositeError           several engines raised (`elist`, `raise_exception(i)`)
+    ├── EngineError                  the engine running a task died
+    ├── TaskAborted                  the task was aborted before it ran
+    ├── TaskTimeout (TimeoutError)   the task did not finish in time
+    │   └── DependencyTimeout        its dependencies were not met in time
+    ├── UnmetDependency              raised by user code: run me elsewhere
+    ├── ImpossibleDependency         the dependencies can never be met
+    │   └── InvalidDependency        a dependency names an unknown task
+    ├── NoEnginesRegistered          there is no engine to run on
+    ├── UnknownTask (KeyError)       no task with that msg_id
     ├── ConnectionFileError (ValueError)   a connection file is unsafe or malformed
-    ├── AskTimeout (TimeoutError)   an ask got no reply within its timeout
-    ├── UnknownActor (LookupError)  no actor of that name at that address
-    ├── ActorStopped                the actor stopped before it answered
+    ├── AskTimeout (TimeoutError)    an ask got no reply within its timeout
+    ├── UnknownActor (LookupError)   no actor of that name at that address
+    ├── ActorStopped                 the actor stopped before it answered
     └── NodeUnreachable (ConnectionError)  the node of an actor went away
 
 `TimeoutError` is the builtin, exported here for the spec's spelling
@@ -23,11 +33,21 @@ __all__ = [
     "ActorClusterError",
     "ActorStopped",
     "AskTimeout",
+    "CompositeError",
     "ConnectionFileError",
+    "DependencyTimeout",
+    "EngineError",
+    "ImpossibleDependency",
+    "InvalidDependency",
+    "NoEnginesRegistered",
     "NodeUnreachable",
     "RemoteError",
+    "TaskAborted",
+    "TaskTimeout",
     "TimeoutError",
     "UnknownActor",
+    "UnknownTask",
+    "UnmetDependency",
 ]
 
 TimeoutError = builtins.TimeoutError
@@ -68,6 +88,78 @@ class RemoteError(ActorClusterError):
     def render_traceback(self) -> str:
         """Return the remote traceback text, or the short form when there is none."""
         return self.traceback or str(self)
+
+
+class CompositeError(RemoteError):
+    """Errors raised on several engines at once.
+
+    Attributes:
+        elist: the `RemoteError` of each failed engine, in target order.
+    """
+
+    shown = 4  # tracebacks printed in str(); the rest are counted
+
+    def __init__(self, message: str, elist: list[RemoteError]) -> None:
+        super().__init__("CompositeError", message)
+        self.args = (message, elist)
+        self.elist = list(elist)
+
+    def __str__(self) -> str:
+        lines = [f"{self.evalue}:"]
+        for error in self.elist[: self.shown]:
+            lines.append(f"  {error}")
+        if len(self.elist) > self.shown:
+            lines.append(f"  ... {len(self.elist) - self.shown} more exceptions ...")
+        return "\n".join(lines)
+
+    def print_tracebacks(self, excid: int | None = None) -> None:
+        """Print the remote traceback of one engine's error, or of all of them."""
+        errors = self.elist if excid is None else [self.elist[excid]]
+        for error in errors:
+            print(error.render_traceback())
+
+    def raise_exception(self, excid: int = 0) -> None:
+        """Raise the `excid`-th engine's error itself."""
+        raise self.elist[excid]
+
+
+class EngineError(ActorClusterError):
+    """The engine running a task died (or left) before answering."""
+
+
+class TaskAborted(ActorClusterError):
+    """The task was aborted before it ran."""
+
+
+class TaskTimeout(ActorClusterError, builtins.TimeoutError):
+    """The task did not finish (or start) within its timeout."""
+
+
+class DependencyTimeout(TaskTimeout):
+    """The task's dependencies were not met within its timeout."""
+
+
+class UnmetDependency(ActorClusterError):
+    """Raised by user code to ask the scheduler to run the task on another engine."""
+
+
+class ImpossibleDependency(UnmetDependency):
+    """The task's dependencies can never be met."""
+
+
+class InvalidDependency(ImpossibleDependency):
+    """A dependency names a task that does not exist."""
+
+
+class NoEnginesRegistered(ActorClusterError):
+    """There is no engine registered to run on."""
+
+
+class UnknownTask(ActorClusterError, KeyError):
+    """No task with that msg_id."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
 
 
 class ConnectionFileError(ActorClusterError, ValueError):

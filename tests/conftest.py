@@ -13,6 +13,8 @@ from pathlib import Path
 import pykka
 import pytest
 
+from actorcluster import Client, Cluster
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -66,6 +68,51 @@ def peer(key: bytes) -> Iterator[Peer]:
 
 @pytest.fixture(autouse=True)
 def _stop_actors() -> Iterator[None]:
-    """Stop every actor a test left running, so no thread outlives its test."""
+    """Stop every actor a test started and left running, so no thread outlives its test."""
+    before = set(pykka.ActorRegistry.get_all())
     yield
-    pykka.ActorRegistry.stop_all(block=True, timeout=5)
+    for ref in pykka.ActorRegistry.get_all():
+        if ref not in before:
+            ref.stop(block=True, timeout=5)
+
+
+@pytest.fixture(scope="module")
+def inprocess() -> Iterator[Cluster]:
+    """An in-process cluster of two engines, shared by a module's tests."""
+    cluster = Cluster(n=2, mode="inprocess").start()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture(scope="module")
+def processes() -> Iterator[Cluster]:
+    """A cluster of two engine processes, shared by a module's tests."""
+    cluster = Cluster(n=2).start()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+def _client(cluster: Cluster) -> Iterator[Client]:
+    rc = cluster.connect_client()
+    rc.wait_for_engines(2, timeout=30)
+    rc[:].clear(block=True)
+    try:
+        yield rc
+    finally:
+        rc.close()
+
+
+@pytest.fixture
+def rc(inprocess: Cluster) -> Iterator[Client]:
+    """A fresh client of the module's in-process cluster, its engines' namespaces cleared."""
+    yield from _client(inprocess)
+
+
+@pytest.fixture
+def prc(processes: Cluster) -> Iterator[Client]:
+    """A fresh client of the module's process cluster, its engines' namespaces cleared."""
+    yield from _client(processes)

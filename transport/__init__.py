@@ -13,6 +13,7 @@ from actorcluster.transport._connection import (
     write_connection_file,
 )
 from actorcluster.transport._guarded import GuardedActor, as_remote_error
+from actorcluster.transport._heartbeat import Heart, Pulse
 from actorcluster.transport._inbox import SocketInbox
 from actorcluster.transport._message import (
     Message,
@@ -25,21 +26,34 @@ from actorcluster.transport._message import (
     message_class,
 )
 from actorcluster.transport._port import Port, ReplyFuture
+from actorcluster.transport._pubsub import Publisher, Subscriber
 from actorcluster.transport._ref import RemoteRef, ThreadPort
 from actorcluster.transport._serialize import Payload, deserialize, interactive, serialize
-from actorcluster.transport._session import DELIM, Incoming, Limits, ReplayGuard, Session, WireError
+from actorcluster.transport._session import (
+    DELIM,
+    Incoming,
+    Item,
+    Limits,
+    ReplayGuard,
+    Session,
+    WireError,
+)
 
 __all__ = [
     "DELIM",
     "Address",
     "GuardedActor",
+    "Heart",
     "Incoming",
+    "Item",
     "Limits",
     "Message",
     "Payload",
     "Ping",
     "Pong",
     "Port",
+    "Publisher",
+    "Pulse",
     "RemoteRef",
     "ReplayGuard",
     "Reply",
@@ -47,6 +61,7 @@ __all__ = [
     "Session",
     "SocketActor",
     "SocketInbox",
+    "Subscriber",
     "Terminated",
     "ThreadPort",
     "Unwatch",

@@ -24,7 +24,7 @@ import pykka
 import zmq
 from actorcluster.transport._address import Address
 from actorcluster.transport._guarded import GuardedActor, as_remote_error
-from actorcluster.transport._inbox import Frames, SocketInbox
+from actorcluster.transport._inbox import FdReady, Frames, SocketInbox
 from actorcluster.transport._message import Message, Ping, Pong, Reply, Terminated, Unwatch, Watch
 from actorcluster.transport._port import Port
 from actorcluster.transport._session import Incoming, Item, Session, WireError
@@ -101,6 +101,8 @@ class SocketActor(GuardedActor):
         name: its name at its node.
         listen: a `tcp://host:port` endpoint to bind (port 0 for any), or None.
         advertise: the host others should dial, when `listen` binds a wildcard.
+        origin: the node id of an actor that does not listen (reachable over the
+            connections it opens, as `actor://<origin>/<name>`).
         context: the ZeroMQ context (the process's shared one by default).
     """
 
@@ -114,6 +116,7 @@ class SocketActor(GuardedActor):
         name: str,
         listen: str | None = None,
         advertise: str | None = None,
+        origin: str | None = None,
         context: zmq.Context[Any] | None = None,
     ) -> None:
         super().__init__()
@@ -121,7 +124,7 @@ class SocketActor(GuardedActor):
         self.name = name
         self.context = context or zmq.Context.instance()
         self.inbox: SocketInbox = self.actor_inbox  # type: ignore[assignment]
-        self.node: str | None = None
+        self.node: str | None = origin
         self.router: zmq.Socket[Any] | None = None
         if listen is not None:
             self.router = self.context.socket(zmq.ROUTER)
@@ -178,7 +181,9 @@ class SocketActor(GuardedActor):
     def watch(self, address: str, notify: pykka.ActorRef[Any] | None = None) -> None:
         """Tell `notify` (this actor by default) `Terminated` when `address` stops."""
         if self.node is None:
-            raise RuntimeError(f"{self.name}: only a listening actor can watch (pass listen=)")
+            raise RuntimeError(
+                f"{self.name}: only an actor with a node can watch (listen or origin)"
+            )
         node, name = Address.parse(address)
         self._watching.setdefault(node, {})[address] = notify or self.actor_ref
         self._last_seen.setdefault(node, time.monotonic())
@@ -209,6 +214,9 @@ class SocketActor(GuardedActor):
         match message:
             case Frames():
                 message.handler(message.frames)
+                return None
+            case FdReady():
+                message.handler()
                 return None
             case _SendReply():
                 message.reply(

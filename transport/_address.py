@@ -1,4 +1,8 @@
-"""Actor addresses: `actor://<node>/<name>`, where a node is the `host:port` it listens on."""
+"""Actor addresses: `actor://<node>/<name>`.
+
+A node is the `host:port` it listens on, or, for a node that does not listen (a client,
+an engine), an id that is reachable only over the connection it opened.
+"""
 
 from __future__ import annotations
 
@@ -25,10 +29,15 @@ class Address(NamedTuple):
         if not isinstance(address, str) or not address.startswith(_SCHEME):
             raise ValueError(f"not an actor address: {address!r} (expected actor://host:port/name)")
         node, sep, name = address[len(_SCHEME) :].partition("/")
-        host, colon, port = node.rpartition(":")
-        if not sep or not colon or not host or not port.isdigit():
+        if not sep or not node:
             raise ValueError(f"not an actor address: {address!r} (expected actor://host:port/name)")
         return cls(node, name)
+
+    @staticmethod
+    def dialable(node: str) -> bool:
+        """Whether `node` is a `host:port` one can connect to."""
+        host, colon, port = node.rpartition(":")
+        return bool(colon and host and port.isdigit())
 
     def __str__(self) -> str:
         return f"{_SCHEME}{self.node}/{self.name}"

@@ -24,7 +24,7 @@ import zmq
 from actorcluster.transport._zmqio import recv_frames
 from pykka._envelope import Envelope
 
-__all__ = ["Frames", "SocketInbox"]
+__all__ = ["FdReady", "Frames", "SocketInbox"]
 
 Handler = Callable[[list[Any]], None]
 _EVENTS, _POLLIN = int(zmq.EVENTS), int(zmq.POLLIN)
@@ -36,6 +36,13 @@ class Frames:
 
     handler: Handler
     frames: list[Any]
+
+
+@dataclass(frozen=True, slots=True)
+class FdReady:
+    """A watched file descriptor is readable; call the handler registered for it."""
+
+    handler: Callable[[], None]
 
 
 class _Waker:
@@ -78,6 +85,7 @@ class SocketInbox:
         self._poller.register(self._waker.fd, zmq.POLLIN)
         self._sockets: dict[zmq.Socket[Any], Handler] = {}
         self._timers: list[tuple[float, int, Any]] = []
+        self._fds: dict[int, Callable[[], None]] = {}
         self._seq = itertools.count()
         self._sockets_turn = False
         self._ready: deque[zmq.Socket[Any]] = deque()
@@ -124,6 +132,16 @@ class SocketInbox:
         self._sockets[socket] = handler
         self._poller.register(socket, zmq.POLLIN)
 
+    def add_fd(self, fd: int, handler: Callable[[], None]) -> None:
+        """Call `handler()` in the actor's thread whenever `fd` is readable."""
+        self._fds[fd] = handler
+        self._poller.register(fd, zmq.POLLIN)
+
+    def remove_fd(self, fd: int) -> None:
+        """Stop watching `fd` (it is not closed)."""
+        if self._fds.pop(fd, None) is not None:
+            self._poller.unregister(fd)
+
     def remove_socket(self, socket: zmq.Socket[Any]) -> None:
         """Stop reading `socket` (it is not closed)."""
         if self._sockets.pop(socket, None) is not None:
@@ -168,5 +186,7 @@ class SocketInbox:
         for item, _ in self._poller.poll(timeout):
             if item == self._waker.fd:
                 self._waker.clear()
+            elif item in self._fds:
+                self._local.append(Envelope(FdReady(self._fds[item])))
             elif item in self._sockets and item not in self._ready:
                 self._ready.append(item)

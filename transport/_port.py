@@ -18,6 +18,7 @@ from typing import Any
 
 import pykka
 import zmq
+from actorcluster.transport._address import Address
 from actorcluster.transport._message import Message, Reply
 from actorcluster.transport._session import Item, Session, WireError
 from actorcluster.transport._zmqio import send_frames
@@ -47,6 +48,29 @@ class ReplyFuture(pykka.Future[Any]):
         self._done = threading.Event()
         self._value: Any = None
         self._error: BaseException | None = None
+        self._callbacks: list[Callable[[ReplyFuture], None]] = []
+        self._lock = threading.Lock()
+
+    def add_done_callback(self, callback: Callable[[ReplyFuture], None]) -> None:
+        """Call `callback(self)` once resolved, in the resolving thread (at once if done)."""
+        with self._lock:
+            if not self._done.is_set():
+                self._callbacks.append(callback)
+                return
+        callback(self)
+
+    def _resolve(self, value: Any, error: BaseException | None) -> None:
+        with self._lock:
+            if self._done.is_set():
+                return
+            self._value, self._error = value, error
+            self._done.set()
+            callbacks, self._callbacks = self._callbacks, []
+        for callback in callbacks:
+            try:
+                callback(self)
+            except Exception:
+                logger.exception("callback of %s failed", self.description)
 
     def done(self) -> bool:
         """Whether the reply (or an error) has arrived."""
@@ -69,9 +93,7 @@ class ReplyFuture(pykka.Future[Any]):
         return self._value
 
     def set(self, value: Any = None) -> None:
-        if not self._done.is_set():
-            self._value = value
-            self._done.set()
+        self._resolve(value, None)
 
     def set_exception(self, exc_info: Any = None) -> None:
         error = exc_info[1] if isinstance(exc_info, tuple) else exc_info
@@ -79,9 +101,11 @@ class ReplyFuture(pykka.Future[Any]):
 
     def fail(self, error: BaseException) -> None:
         """Resolve the future with `error`."""
-        if not self._done.is_set():
-            self._error = error
-            self._done.set()
+        self._resolve(None, error)
+
+
+def _ignore(*_: Any) -> None:
+    """For a port whose owner never reads replies (it only sends)."""
 
 
 class _Pending:
@@ -101,9 +125,10 @@ class Port:
 
     Args:
         session: signs and decodes messages.
-        context: the ZeroMQ context to create sockets in.
+        context: the ZeroMQ context to create sockets in (the process's shared one).
         on_socket: called with each new socket and the handler of its messages; the owner
-            must read that socket and pass each multipart message to the handler.
+            must read that socket and pass each multipart message to the handler. None for
+            a port that only sends.
         off_socket: called with a socket the port is about to close.
         origin: this thread's own node (`host:port`) if it listens, sent as `from`.
         on_push: called with each message from a node that is not a reply to an ask.
@@ -116,9 +141,9 @@ class Port:
     def __init__(
         self,
         session: Session,
-        context: zmq.Context[Any],
-        on_socket: Callable[[zmq.Socket[Any], Callable[[list[Any]], None]], None],
-        off_socket: Callable[[zmq.Socket[Any]], None],
+        context: zmq.Context[Any] | None = None,
+        on_socket: Callable[[zmq.Socket[Any], Callable[[list[Any]], None]], None] | None = None,
+        off_socket: Callable[[zmq.Socket[Any]], None] | None = None,
         *,
         origin: str | None = None,
         on_push: Callable[[str, Item], None] | None = None,
@@ -128,9 +153,9 @@ class Port:
         self.session = session
         self.origin = origin
         self._header = {"from": origin} if origin else None
-        self._context = context
-        self._on_socket = on_socket
-        self._off_socket = off_socket
+        self._context = context or zmq.Context.instance()
+        self._on_socket = on_socket or _ignore
+        self._off_socket = off_socket or _ignore
         self._on_push = on_push
         self._on_lost = on_lost
         self._driver = driver
@@ -158,7 +183,7 @@ class Port:
         self.post(node, name, message, cid)
         self.flush(node)
 
-    def ask(self, node: str, name: str, message: Message, timeout: float) -> ReplyFuture:
+    def ask(self, node: str, name: str, message: Message, timeout: float = 10.0) -> ReplyFuture:
         """Send `message` as an ask now; the returned future gets the reply."""
         cid = f"{self.session.session}:{next(self._cids)}"
         future = ReplyFuture(f"actor://{node}/{name}", self._driver)
@@ -250,6 +275,10 @@ class Port:
         sockets = self._dealers.get(node)
         if sockets is not None:
             return sockets[0]
+        if not Address.dialable(node):
+            raise NodeUnreachable(
+                f"cannot connect to node {node!r}: it does not listen and has no route here"
+            )
         dealer: zmq.Socket[Any] = self._context.socket(zmq.DEALER)
         dealer.linger = 1000
         monitor = dealer.get_monitor_socket(_LOST_EVENTS)

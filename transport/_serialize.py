@@ -4,7 +4,9 @@ Data is pickled with the C pickler at protocol 5: numpy arrays and other large b
 become out-of-band `PickleBuffer`s that travel as frames of their own, without copies.
 Functions and classes that cannot be pickled by reference (lambdas, closures, anything
 defined in `__main__` or interactively, or marked with `interactive`) are pickled by
-value with dill. Unpickling needs nothing but `pickle.loads` (and dill installed).
+value with dill, with only the globals they use. A function sent by value is
+interactive where it is loaded: an engine runs it with its namespace as globals.
+Unpickling needs nothing but `pickle.loads` (and dill installed).
 """
 
 from __future__ import annotations
@@ -41,10 +43,20 @@ def _by_value(obj: Any) -> bool:
     )
 
 
+def _load_by_value(data: bytes) -> Any:
+    """Rebuild a function sent by value; it is interactive: engines run it in their namespace."""
+    obj = dill.loads(data)
+    if isinstance(obj, types.FunctionType):
+        obj.__actorcluster_interactive__ = True  # type: ignore[attr-defined]
+    return obj
+
+
 class _Pickler(pickle.Pickler):
     def reducer_override(self, obj: Any) -> Any:
         if isinstance(obj, types.FunctionType | type) and _by_value(obj):
-            return dill.loads, (dill.dumps(obj, protocol=5, recurse=True),)
+            # recurse: only the globals the function uses travel, so its module need not
+            # be importable where it is loaded
+            return _load_by_value, (dill.dumps(obj, protocol=5, recurse=True),)
         return NotImplemented
 
 

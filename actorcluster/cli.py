@@ -1,0 +1,314 @@
+"""`actorclusterd`: start, inspect and stop clusters, or run one part of one.
+
+actorclusterd start -n 4            a controller and 4 engines, in the background
+actorclusterd status                engines, queues, uptime
+actorclusterd stop                  stop engines and controller
+actorclusterd controller [-n N]     run a controller in the foreground
+actorclusterd engine --file F       run one engine that joins the cluster of F
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from actorcluster.error import ConnectionFileError
+from actorcluster.profile import profile_dir
+from actorcluster.transport import Session, new_key, write_connection_file
+
+__all__ = ["main"]
+
+logger = logging.getLogger(__name__)
+
+
+def _files(args: argparse.Namespace) -> tuple[Path, Path, Path, Path]:
+    """Return the client file, engine file, pid file and log folder of a profile/cluster."""
+    if getattr(args, "dir", None):
+        base = Path(args.dir)
+        security, log, pid = base, base, base
+    else:
+        base = profile_dir(args.profile)
+        security, log, pid = base / "security", base / "log", base / "pid"
+    for folder in (security, log, pid):
+        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    suffix = f"-{args.cluster_id}" if args.cluster_id else ""
+    return (
+        security / f"actorcluster-client{suffix}.json",
+        security / f"actorcluster-engine{suffix}.json",
+        pid / f"actorcluster{suffix}.pid",
+        log,
+    )
+
+
+def _running_pid(pid_file: Path) -> int | None:
+    try:
+        pid = int(pid_file.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return None
+    except PermissionError:
+        pass
+    return pid
+
+
+def cmd_controller(args: argparse.Namespace) -> int:
+    """Run a controller (and `-n` engines) in the foreground."""
+    from actorcluster.actors.controller import Controller
+    from actorcluster.launcher import run_controller, spawn_engine
+
+    client_file, engine_file, pid_file, log = _files(args)
+    running = _running_pid(pid_file)
+    if running is not None and running != os.getpid():
+        print(
+            f"a cluster is already running for this profile and cluster id (pid {running}); "
+            "stop it first (actorclusterd stop) or choose another --cluster-id",
+            file=sys.stderr,
+        )
+        return 1
+    pid_file.write_text(f"{os.getpid()}\n")
+    _log_to(log / f"controller{'-' + args.cluster_id if args.cluster_id else ''}.log", args.verbose)
+    session = Session(new_key().encode())
+    controller = Controller(
+        session,
+        args.ip,
+        heartbeat_period=args.heartbeat_period,
+        heartbeat_misses=args.heartbeat_misses,
+    )
+    write_connection_file(engine_file, controller.engine_info)
+    write_connection_file(client_file, controller.client_info)
+    engines = [spawn_engine(engine_file, log / f"engine-{i}.log") for i in range(args.n)]
+    logger.info("controller up: %s, %d engines starting", controller.client_info["hub"], args.n)
+    try:
+        run_controller(controller, engines)
+    finally:
+        for path in (client_file, engine_file, pid_file):
+            path.unlink(missing_ok=True)
+    return 0
+
+
+def cmd_engine(args: argparse.Namespace) -> int:
+    """Run one engine in the foreground."""
+    from actorcluster.launcher import run_engine
+
+    _log_to(None, args.verbose)
+    try:
+        return run_engine(Path(args.file))
+    except ConnectionFileError as e:
+        print(e, file=sys.stderr)
+        return 2
+
+
+def cmd_start(args: argparse.Namespace) -> int:
+    """Start a controller with engines in the background; return once they are up."""
+    client_file, _, pid_file, log = _files(args)
+    running = _running_pid(pid_file)
+    if running is not None:
+        print(
+            f"a cluster is already running for profile {args.profile or 'default'!r}"
+            f"{' and cluster id ' + repr(args.cluster_id) if args.cluster_id else ''} (pid {running}); "
+            "stop it first (actorclusterd stop) or choose another --cluster-id",
+            file=sys.stderr,
+        )
+        return 1
+    client_file.unlink(missing_ok=True)
+    command = [
+        sys.executable,
+        "-m",
+        "actorcluster.cli",
+        "controller",
+        "-n",
+        str(args.n),
+        "--ip",
+        args.ip,
+    ]
+    for flag in ("profile", "cluster_id", "dir"):
+        value = getattr(args, flag, None)
+        if value:
+            command += [f"--{flag.replace('_', '-')}", value]
+    out = open(log / "controller.out", "ab")  # noqa: SIM115 - handed to the child
+    proc = subprocess.Popen(
+        command,
+        stdin=subprocess.DEVNULL,
+        stdout=out,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + args.timeout
+    while not client_file.exists():
+        if proc.poll() is not None:
+            print(f"the controller exited with {proc.returncode}; see {log}", file=sys.stderr)
+            return 1
+        if time.monotonic() > deadline:
+            proc.kill()
+            print(
+                f"the controller did not start within {args.timeout} s; see {log}", file=sys.stderr
+            )
+            return 1
+        time.sleep(0.02)
+    from actorcluster.client import Client
+
+    with Client(client_file, timeout=args.timeout) as rc:
+        try:
+            rc.wait_for_engines(args.n, timeout=args.timeout)
+        except TimeoutError as e:
+            print(f"{e}; see the logs in {log}", file=sys.stderr)
+            return 1
+        print(
+            f"cluster started: controller pid {proc.pid}, engines {rc.ids}; connect with {client_file}"
+        )
+    if not args.daemonize:
+        try:
+            proc.wait()
+        except KeyboardInterrupt:
+            proc.terminate()
+            proc.wait(timeout=10)
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    """Print the engines, queues and uptime of a running cluster."""
+    from actorcluster.client import Client
+
+    client_file, _, pid_file, _ = _files(args)
+    if _running_pid(pid_file) is None:
+        print("no cluster is running for this profile and cluster id", file=sys.stderr)
+        return 1
+    with Client(client_file, timeout=args.timeout) as rc:
+        status = rc.hub_status()
+    if args.json:
+        print(json.dumps(status, indent=2, default=str))
+        return 0
+    print(
+        f"controller pid {status['pid']}, up {status['uptime']:.0f} s, {len(status['engines'])} engines"
+    )
+    for engine_id, info in sorted(status["engines"].items()):
+        queue = status["queue"].get(engine_id, {})
+        print(
+            f"  engine {engine_id}: pid {info['pid']} on {info['hostname']}, "
+            f"queue {queue.get('queue', 0)}, completed {queue.get('completed', 0)}"
+        )
+    print(f"  unassigned tasks: {status['queue'].get('unassigned', 0)}")
+    return 0
+
+
+def cmd_stop(args: argparse.Namespace) -> int:
+    """Stop the engines and the controller of a running cluster."""
+    _, _, pid_file, _ = _files(args)
+    pid = _running_pid(pid_file)
+    if pid is None:
+        print("no cluster is running for this profile and cluster id", file=sys.stderr)
+        return 1
+    os.kill(pid, 15)
+    deadline = time.monotonic() + args.timeout
+    while _running_pid(pid_file) is not None:
+        if time.monotonic() > deadline:
+            os.kill(pid, 9)
+            pid_file.unlink(missing_ok=True)
+            print(
+                f"the controller (pid {pid}) did not stop within {args.timeout} s: killed",
+                file=sys.stderr,
+            )
+            return 1
+        time.sleep(0.02)
+    print(f"cluster stopped (controller pid {pid})")
+    return 0
+
+
+def _log_to(path: Path | None, verbose: bool) -> None:
+    handlers: list[logging.Handler] = [logging.StreamHandler()]
+    if path is not None:
+        handlers.append(logging.FileHandler(path))
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(process)d %(name)s %(levelname)s %(message)s",
+        handlers=handlers,
+    )
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="actorclusterd",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def common(p: argparse.ArgumentParser) -> None:
+        p.add_argument(
+            "--profile", help="profile whose folder holds the files (default: 'default')"
+        )
+        p.add_argument(
+            "--cluster-id", default="", help="tells apart several clusters of one profile"
+        )
+        p.add_argument("--dir", help=argparse.SUPPRESS)
+        p.add_argument("--timeout", type=float, default=30.0, help="seconds to wait (default 30)")
+        p.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level")
+
+    start = commands.add_parser(
+        "start", help="start a controller and engines", description=cmd_start.__doc__
+    )
+    common(start)
+    start.add_argument(
+        "-n", type=int, default=os.cpu_count() or 1, help="number of engines (default: cores)"
+    )
+    start.add_argument(
+        "--ip", default="127.0.0.1", help="interface to listen on (default 127.0.0.1)"
+    )
+    start.add_argument("--daemonize", action="store_true", help="return once the cluster is up")
+    start.set_defaults(run=cmd_start)
+
+    status = commands.add_parser(
+        "status", help="show engines, queues, uptime", description=cmd_status.__doc__
+    )
+    common(status)
+    status.add_argument("--json", action="store_true", help="print the status as JSON")
+    status.set_defaults(run=cmd_status)
+
+    stop = commands.add_parser("stop", help="stop a running cluster", description=cmd_stop.__doc__)
+    common(stop)
+    stop.set_defaults(run=cmd_stop)
+
+    controller = commands.add_parser(
+        "controller", help="run a controller in the foreground", description=cmd_controller.__doc__
+    )
+    common(controller)
+    controller.add_argument("-n", type=int, default=0, help="engines to start with it (default 0)")
+    controller.add_argument(
+        "--ip", default="127.0.0.1", help="interface to listen on (default 127.0.0.1)"
+    )
+    controller.add_argument(
+        "--heartbeat-period", type=float, default=1.0, help="seconds between heartbeats"
+    )
+    controller.add_argument(
+        "--heartbeat-misses", type=int, default=3, help="missed heartbeats before an engine is dead"
+    )
+    controller.set_defaults(run=cmd_controller)
+
+    engine = commands.add_parser(
+        "engine", help="run one engine in the foreground", description=cmd_engine.__doc__
+    )
+    engine.add_argument("--file", required=True, help="the cluster's engine connection file")
+    engine.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level")
+    engine.set_defaults(run=cmd_engine)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run `actorclusterd`."""
+    args = _parser().parse_args(argv)
+    result: Any = args.run(args)
+    return int(result)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,333 @@
+"""The Client: a connection to a cluster, the factory of views, and the task book-keeping."""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Iterable, Sequence
+from concurrent.futures import Future
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from actorcluster._io import ClientIO, Connect, Send
+from actorcluster.actors.messages import (
+    Abort,
+    Clear,
+    ClientConfig,
+    HubStatus,
+    QueueStatus,
+    Request,
+    ShutdownEngine,
+    StopController,
+    TaskResult,
+)
+from actorcluster.asyncresult import AsyncResult, Metadata
+from actorcluster.error import ActorClusterError, NoEnginesRegistered, UnknownTask
+from actorcluster.profile import connection_file
+from actorcluster.transport import RemoteRef, Session, deserialize, load_connection_file
+
+__all__ = ["Client"]
+
+logger = logging.getLogger(__name__)
+
+Targets = int | Sequence[int] | slice | str | None
+
+
+class Client:
+    """A connection to a cluster (the spec's `Client`).
+
+    Args:
+        url_file_or_connection_file: the client connection file to use; by default the
+            one of `profile` and `cluster_id`.
+        profile: the profile whose connection file to use ("default").
+        cluster_id: the cluster id within the profile.
+        timeout: seconds to wait for the controller to answer.
+        info: the connection info itself, instead of a file.
+        block: the default of views made by this client.
+
+    Raises:
+        ConnectionFileError: the connection file is missing or unsafe.
+        TimeoutError: the controller did not answer within `timeout` (down, or a wrong key).
+    """
+
+    def __init__(
+        self,
+        url_file_or_connection_file: str | os.PathLike[str] | None = None,
+        profile: str | None = None,
+        cluster_id: str | None = None,
+        timeout: float = 10,
+        *,
+        info: dict[str, Any] | None = None,
+        block: bool = False,
+    ) -> None:
+        self.connection_file: Path | None = None
+        if info is None:
+            path = Path(url_file_or_connection_file or connection_file(profile, cluster_id))
+            info = load_connection_file(path)
+            self.connection_file = path
+        self.info = info
+        self.block = block
+        self.session = Session(str(info["key"]).encode())
+        self.metadata: dict[str, Metadata] = {}
+        self.results: dict[str, Any] = {}
+        self.history: list[str] = []
+        self.outstanding: set[str] = set()
+        self._futures: dict[str, Future[Any]] = {}
+        self._targets: dict[str, int] = {}
+        self._engines: dict[int, str] = {}
+        self._lock = threading.Lock()
+        self._closed = False
+        self._io = ClientIO.start(self.session, self._engines, self._on_result)
+        connect = Connect(info["hub"], info["notification"], timeout)
+        try:
+            reply = self._io.ask(connect, timeout=timeout)
+            self._config: ClientConfig = reply.get(timeout=timeout)
+        except Exception as e:  # noqa: BLE001 - any failure to connect is reported as one
+            self.close()
+            raise TimeoutError(
+                f"could not connect to the controller at {info['hub']} within {timeout} s "
+                f"({e}); is the cluster running, and is the key in "
+                f"{self.connection_file or 'the connection info'} the cluster's?"
+            ) from None
+
+    # -- engines and views ----------------------------------------------------------------
+    @property
+    def ids(self) -> list[int]:
+        """The ids of the registered engines, kept current by notifications."""
+        return sorted(self._engines)
+
+    def __len__(self) -> int:
+        return len(self._engines)
+
+    def __getitem__(self, key: int | slice | Sequence[int]) -> Any:
+        """`rc[0]`, `rc[::2]`, `rc[[0, 2]]`: a DirectView on those engines."""
+        if not isinstance(key, int | slice | list | tuple):
+            raise TypeError(f"index a Client with an int, a slice or a list of ints, not {key!r}")
+        return self.direct_view(key)
+
+    def direct_view(self, targets: Targets = "all") -> Any:
+        """A DirectView on `targets` ("all" is re-evaluated at each call)."""
+        from actorcluster.view import DirectView
+
+        return DirectView(self, targets)
+
+    def _resolve(self, targets: Targets) -> tuple[list[int], bool]:
+        """Turn `targets` into engine ids now; also whether it names a single engine."""
+        ids = self.ids
+        if targets is None or targets == "all":
+            if not ids:
+                raise NoEnginesRegistered("no engine is registered; start some, or wait for them")
+            return ids, False
+        if isinstance(targets, int):
+            if targets < 0:
+                targets = ids[targets] if -len(ids) <= targets else targets
+            if targets not in self._engines:
+                raise IndexError(f"engine {targets} is not registered (registered: {ids})")
+            return [targets], True
+        if isinstance(targets, slice):
+            chosen = ids[targets]
+            if not chosen:
+                raise NoEnginesRegistered(f"no engine in {targets} of registered {ids}")
+            return chosen, False
+        chosen = list(targets)  # type: ignore[arg-type]
+        unknown = [t for t in chosen if t not in self._engines]
+        if unknown:
+            raise IndexError(f"engines {unknown} are not registered (registered: {ids})")
+        return chosen, False
+
+    def wait_for_engines(self, n: int, timeout: float = 30) -> None:
+        """Wait until at least `n` engines are registered.
+
+        Raises:
+            TimeoutError: fewer than `n` engines after `timeout` seconds.
+        """
+        deadline = time.monotonic() + timeout
+        pause = threading.Event()
+        while len(self._engines) < n:
+            if time.monotonic() > deadline:
+                raise TimeoutError(
+                    f"{len(self._engines)} of {n} engines registered within {timeout} s"
+                )
+            pause.wait(0.01)  # registrations arrive on the I/O thread
+
+    # -- sending ----------------------------------------------------------------------------
+    def _task_future(self, msg_id: str) -> Future[Any]:
+        future = self._futures.get(msg_id)
+        if future is None:
+            raise UnknownTask(f"unknown msg_id {msg_id!r} (not submitted by this client)")
+        return future
+
+    def _submit(self, requests: Sequence[Request], address: str | None = None) -> list[str]:
+        """Book-keep and send `requests`; return their msg_ids."""
+        if self._closed:
+            raise ActorClusterError("this client is closed")
+        now = datetime.now(UTC)
+        with self._lock:
+            for request in requests:
+                msg_id = request.msg_id
+                self._futures[msg_id] = Future()
+                self.metadata[msg_id] = Metadata(
+                    msg_id=msg_id, submitted=now, engine_id=request.engine
+                )
+                self._targets[msg_id] = request.engine
+                self.history.append(msg_id)
+                self.outstanding.add(msg_id)
+        self._io.tell(Send(address or self._config.mux, list(requests)))
+        return [r.msg_id for r in requests]
+
+    def _new_msg_id(self) -> str:
+        return self.session.new_msg_id()
+
+    def _on_result(self, result: TaskResult) -> None:
+        """Complete the future of `result` (in the I/O thread)."""
+        msg_id = result.msg_id
+        future = self._futures.get(msg_id)
+        if future is None:
+            return
+        md = self.metadata[msg_id]
+        meta = result.metadata
+        md.update(
+            received=datetime.now(UTC),
+            started=_date(meta.get("started")),
+            completed=_date(meta.get("completed")),
+            engine_id=result.engine,
+            engine_uuid=meta.get("engine_uuid"),
+            status=result.status,
+            stdout=meta.get("stdout", ""),
+            stderr=meta.get("stderr", ""),
+        )
+        with self._lock:
+            self.outstanding.discard(msg_id)
+        if result.error is not None:
+            md["pyerr"] = result.error
+            self.results[msg_id] = result.error
+            future.set_exception(result.error)
+            return
+        try:
+            value = None if result.value is None else deserialize(result.value)
+        except Exception as e:  # noqa: BLE001 - a result that cannot be rebuilt is its error
+            self.results[msg_id] = e
+            future.set_exception(e)
+            return
+        self.results[msg_id] = value
+        future.set_result(value)
+
+    # -- waiting ----------------------------------------------------------------------------
+    def wait(self, jobs: Any = None, timeout: float | None = -1) -> bool:
+        """Wait for `jobs` (AsyncResults, msg_ids; all outstanding when None).
+
+        Returns:
+            True if all finished within `timeout` (negative: no limit), else False.
+        """
+        futures = [self._task_future(m) for m in self._msg_ids(jobs)]
+        deadline = None if timeout is None or timeout < 0 else time.monotonic() + timeout
+        for future in futures:
+            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+            try:
+                future.exception(remaining)
+            except TimeoutError:
+                return False
+        return True
+
+    def spin(self) -> None:
+        """Nothing to do: results arrive on a background thread."""
+
+    def _msg_ids(self, jobs: Any) -> list[str]:
+        if jobs is None:
+            with self._lock:
+                return list(self.outstanding)
+        if isinstance(jobs, str | AsyncResult):
+            jobs = [jobs]
+        ids: list[str] = []
+        for job in jobs:
+            ids.extend(job.msg_ids if isinstance(job, AsyncResult) else [job])
+        return ids
+
+    # -- control ----------------------------------------------------------------------------
+    def _control(self, make: Any, targets: Targets, block: bool | None) -> Any:
+        engines, single = self._resolve(targets)
+        requests = [
+            make(msg_id=self._new_msg_id(), client=str(self._io_node), engine=e) for e in engines
+        ]
+        ar = AsyncResult(self, self._submit(requests), fname=make.__name__, single=single)
+        return ar.get() if (self.block if block is None else block) else ar
+
+    @property
+    def _io_node(self) -> str:
+        return f"client-{self.session.session}"
+
+    def clear(self, targets: Targets = None, block: bool | None = None) -> Any:
+        """Reset the namespace of `targets` (all engines by default)."""
+        return self._control(Clear, targets, block)
+
+    def abort(self, jobs: Any = None, targets: Targets = None, block: bool | None = None) -> Any:
+        """Abort queued requests: `jobs` (AsyncResults or msg_ids), else all on `targets`."""
+        if jobs is None:
+            return self._control(lambda **kw: Abort(msg_ids=(), **kw), targets, block)
+        by_engine: dict[int, list[str]] = {}
+        for msg_id in self._msg_ids(jobs):
+            if msg_id not in self._targets:
+                raise UnknownTask(f"unknown msg_id {msg_id!r} (not submitted by this client)")
+            by_engine.setdefault(self._targets[msg_id], []).append(msg_id)
+        requests = [
+            Abort(msg_id=self._new_msg_id(), client=self._io_node, engine=e, msg_ids=tuple(ids))
+            for e, ids in by_engine.items()
+            if e in self._engines
+        ]
+        ar = AsyncResult(self, self._submit(requests), fname="abort")
+        return ar.get() if (self.block if block is None else block) else ar
+
+    def shutdown(
+        self, targets: Targets = "all", hub: bool = False, block: bool | None = None
+    ) -> Any:
+        """Stop `targets`; with `hub=True` stop the whole cluster, controller included."""
+        if hub:
+            RemoteRef(self.info["hub"], self.session).ask(StopController(), block=True, timeout=10)
+            return None
+        return self._control(ShutdownEngine, targets, block)
+
+    def queue_status(self, targets: Targets = None, verbose: bool = False) -> dict[Any, Any]:
+        """Per-engine `queue`, `tasks` and `completed` counts, plus `unassigned`."""
+        engines = None if targets is None else tuple(self._resolve(targets)[0])
+        status: dict[Any, Any] = RemoteRef(self.info["hub"], self.session).ask(
+            QueueStatus(engines=engines), block=True, timeout=10
+        )
+        if isinstance(targets, int):
+            return dict(status.get(targets, {}))
+        return status
+
+    def hub_status(self) -> dict[str, Any]:
+        """The Hub's engines, queues and uptime."""
+        result: dict[str, Any] = RemoteRef(self.info["hub"], self.session).ask(
+            HubStatus(), block=True, timeout=10
+        )
+        return result
+
+    # -- lifetime -------------------------------------------------------------------------
+    def close(self) -> None:
+        """Close the connection (outstanding futures stay as they are)."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._io.is_alive():
+            self._io.stop(timeout=5)
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<Client: {len(self._engines)} engines, hub {self.info.get('hub')}>"
+
+
+def _date(timestamp: float | None) -> datetime | None:
+    return None if timestamp is None else datetime.fromtimestamp(timestamp, UTC)
+
+
+def _flatten(jobs: Iterable[Any]) -> list[Any]:
+    return list(jobs)

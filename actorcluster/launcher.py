@@ -1,0 +1,88 @@
+"""Starting the parts of a cluster: a controller in this process, engine processes."""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from actorcluster.actors.controller import Controller
+from actorcluster.actors.engine import Engine
+from actorcluster.transport import Session, actor_of, load_connection_file
+
+__all__ = ["run_controller", "run_engine", "spawn_engine", "start_inprocess_engines"]
+
+logger = logging.getLogger(__name__)
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child before exec
+    """Ask Linux to SIGTERM this process when its parent (the controller) dies."""
+    try:
+        ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+def spawn_engine(engine_file: Path, log_file: Path | None = None) -> subprocess.Popen[bytes]:
+    """Start an engine process that joins the cluster of `engine_file`."""
+    out = open(log_file, "ab") if log_file else subprocess.DEVNULL  # noqa: SIM115 - the child owns it
+    return subprocess.Popen(
+        [sys.executable, "-m", "actorcluster.cli", "engine", "--file", str(engine_file)],
+        stdin=subprocess.DEVNULL,
+        stdout=out,
+        stderr=subprocess.STDOUT if log_file else subprocess.DEVNULL,
+        preexec_fn=_die_with_parent if sys.platform == "linux" else None,
+    )
+
+
+def run_controller(controller: Controller, engines: list[subprocess.Popen[bytes]]) -> None:
+    """Serve until asked to stop (`StopController`, SIGTERM or SIGINT), then stop everything."""
+    stop = controller.stop_requested
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        logger.info("signal %d: stopping", signum)
+        stop.set()
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, on_signal)
+    while not stop.wait(0.5):
+        pass
+    controller.stop()
+    for proc in engines:
+        if proc.poll() is None:
+            proc.terminate()
+    for proc in engines:
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def run_engine(engine_file: Path) -> int:
+    """Run an engine in this process until it is shut down or its controller goes away."""
+    info = load_connection_file(engine_file)
+    session = Session(str(info["key"]).encode())
+    ref = Engine.start(session, info, watch_hub=True)
+    engine: Engine = actor_of(ref)
+    signal.signal(signal.SIGTERM, lambda *_: engine.executor.stop())
+    engine.executor.run()  # user code runs in the main thread
+    if ref.is_alive():
+        ref.stop(block=True, timeout=5)
+    return 0
+
+
+def start_inprocess_engines(controller: Controller, n: int, timeout: float) -> list[Any]:
+    """Start `n` engines in threads of this process; wait until they registered."""
+    refs = [
+        Engine.start(controller.session, controller.engine_info, executor_thread=True)
+        for _ in range(n)
+    ]
+    for ref in refs:
+        if not actor_of(ref).registered.wait(timeout):
+            raise TimeoutError(f"an in-process engine did not register within {timeout} s")
+    return refs

@@ -1,0 +1,219 @@
+"""The Hub: registration of engines and clients, notifications, and what runs where."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import pykka
+from actorcluster.actors.messages import (
+    ClientConfig,
+    ConnectClient,
+    EngineAdded,
+    EngineConfig,
+    EngineDied,
+    EngineRegistered,
+    EngineUnregistered,
+    HeartFailed,
+    Hello,
+    HubStatus,
+    QueueStatus,
+    RegisterEngine,
+    StopController,
+    TasksFinished,
+    TasksSubmitted,
+)
+from actorcluster.transport import Publisher, Session, SocketActor
+
+__all__ = ["EngineRecord", "Hub"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class EngineRecord:
+    """What the Hub knows of one engine."""
+
+    id: int
+    uuid: str
+    node: str
+    pid: int
+    hostname: str
+    registered: float
+    queue: set[str] = field(default_factory=set)
+    completed: int = 0
+    pidfd: int | None = None
+
+
+class Hub(SocketActor):
+    """Registers engines and clients and keeps track of every request.
+
+    Accepts: `RegisterEngine`, `ConnectClient`, `QueueStatus`, `HubStatus`,
+    `StopController` (asks, from the network); `HeartFailed` (from the heart monitor),
+    `TasksSubmitted`/`TasksFinished` (from the relays). Emits: `EngineAdded`/`EngineDied`
+    to the relay and heart monitor, `EngineRegistered`/`EngineUnregistered` on its
+    notification PUB. Owns: a listening ROUTER, the PUB, and a pidfd per engine of this host.
+
+    Args:
+        session: the cluster's session.
+        host: the interface to bind.
+        heartbeat_period: told to engines when they register.
+        on_stop_requested: called by `StopController` once the engines were told to stop.
+    """
+
+    def __init__(
+        self,
+        session: Session,
+        host: str,
+        *,
+        heartbeat_period: float = 1.0,
+        on_stop_requested: Callable[[], None] | None = None,
+    ) -> None:
+        super().__init__(session, name="hub", listen=f"tcp://{host}:0")
+        self.publisher = Publisher(session, host)
+        self.engine_heartbeat = heartbeat_period
+        self.engines: dict[int, EngineRecord] = {}
+        self.by_uuid: dict[str, EngineRecord] = {}
+        self.tasks: dict[str, int] = {}
+        self.unassigned = 0
+        self.started = time.time()
+        self.relay: pykka.ActorRef[Any] | None = None
+        self.monitor: pykka.ActorRef[Any] | None = None
+        self.addresses: dict[str, str] = {}
+        self._next_id = 0
+        self._seq = 0
+        self._on_stop_requested = on_stop_requested
+        self._hostname = socket.gethostname()
+
+    def connect(
+        self, relay: pykka.ActorRef[Any], monitor: pykka.ActorRef[Any], addresses: dict[str, str]
+    ) -> None:
+        """Wire the Hub to the relay and heart monitor (before any engine registers)."""
+        self.relay, self.monitor, self.addresses = relay, monitor, addresses
+
+    def on_receive(self, message: Any) -> Any:
+        match message:
+            case TasksSubmitted(tasks=tasks):
+                for msg_id, engine, _client in tasks:
+                    record = self.engines.get(engine)
+                    if record is not None:
+                        record.queue.add(msg_id)
+                        self.tasks[msg_id] = engine
+            case TasksFinished(tasks=tasks):
+                for msg_id, engine, _status in tasks:
+                    record = self.engines.get(engine)
+                    self.tasks.pop(msg_id, None)
+                    if record is not None and msg_id in record.queue:
+                        record.queue.discard(msg_id)
+                        record.completed += 1
+            case RegisterEngine():
+                return self._register(message)
+            case ConnectClient():
+                return ClientConfig(
+                    mux=self.addresses["mux"],
+                    task=self.addresses.get("task", ""),
+                    engines={e.id: e.uuid for e in self.engines.values()},
+                    started=self.started,
+                    seq=self._seq,
+                )
+            case HeartFailed(uuid=uuid, silent_for=silent):
+                self._unregister(uuid, f"no heartbeat for {silent:.1f} s")
+            case QueueStatus(engines=engines):
+                return self._queue_status(engines)
+            case HubStatus():
+                return {
+                    "engines": {
+                        e.id: {"uuid": e.uuid, "pid": e.pid, "hostname": e.hostname}
+                        for e in self.engines.values()
+                    },
+                    "queue": self._queue_status(None),
+                    "uptime": time.time() - self.started,
+                    "pid": os.getpid(),
+                }
+            case StopController():
+                if self._on_stop_requested is not None:
+                    self._on_stop_requested()
+                return True
+            case Hello():
+                return True
+        return None
+
+    def _register(self, request: RegisterEngine) -> EngineConfig:
+        engine_id = self._next_id
+        self._next_id += 1
+        record = EngineRecord(
+            engine_id, request.uuid, request.node, request.pid, request.hostname, time.time()
+        )
+        self.engines[engine_id] = record
+        self.by_uuid[request.uuid] = record
+        added = EngineAdded(id=engine_id, uuid=request.uuid, node=request.node)
+        for ref in (self.relay, self.monitor):
+            if ref is not None:
+                ref.tell(added)
+        if request.hostname == self._hostname:
+            self._watch_pid(record)
+        self._seq += 1
+        self.publisher.publish(EngineRegistered(id=engine_id, uuid=request.uuid, seq=self._seq))
+        logger.info("engine %d registered (pid %d on %s)", engine_id, request.pid, request.hostname)
+        return EngineConfig(id=engine_id, heartbeat_period=self.engine_heartbeat)
+
+    def _watch_pid(self, record: EngineRecord) -> None:
+        """Notice at once when an engine process of this host exits."""
+        try:
+            record.pidfd = os.pidfd_open(record.pid)
+        except (OSError, AttributeError) as e:
+            logger.debug("cannot watch pid %d of engine %d: %s", record.pid, record.id, e)
+            return
+        if record.pid == os.getpid():
+            os.close(record.pidfd)
+            record.pidfd = None  # an in-process engine: its heart tells
+            return
+        self.inbox.add_fd(
+            record.pidfd, lambda: self._unregister(record.uuid, f"process {record.pid} exited")
+        )
+
+    def _unregister(self, uuid: str, reason: str) -> None:
+        record = self.by_uuid.pop(uuid, None)
+        if record is None:
+            return
+        del self.engines[record.id]
+        if record.pidfd is not None:
+            self.inbox.remove_fd(record.pidfd)
+            os.close(record.pidfd)
+        died = EngineDied(id=record.id, uuid=uuid, reason=reason)
+        for ref in (self.relay, self.monitor):
+            if ref is not None:
+                ref.tell(died)
+        for msg_id in record.queue:
+            self.tasks.pop(msg_id, None)
+        self._seq += 1
+        self.publisher.publish(
+            EngineUnregistered(id=record.id, uuid=uuid, reason=reason, seq=self._seq)
+        )
+        logger.warning("engine %d unregistered: %s", record.id, reason)
+
+    def _queue_status(self, engines: tuple[int, ...] | None) -> dict[Any, Any]:
+        wanted = (
+            self.engines
+            if engines is None
+            else {i: self.engines[i] for i in engines if i in self.engines}
+        )
+        status: dict[Any, Any] = {
+            e.id: {"queue": len(e.queue), "completed": e.completed, "tasks": 0}
+            for e in wanted.values()
+        }
+        status["unassigned"] = self.unassigned
+        return status
+
+    def _after_stop(self) -> None:
+        for record in list(self.engines.values()):
+            if record.pidfd is not None:
+                self.inbox.remove_fd(record.pidfd)
+                os.close(record.pidfd)
+        self.publisher.close()
+        super()._after_stop()

@@ -1,0 +1,243 @@
+"""The messages of a cluster: registration, tasks and their results, control, events.
+
+Commands are imperative (`SubmitTask`), events past tense (`EngineDied`). They hold plain
+data and addresses; user functions and values travel inside as opaque `Payload`s that the
+controller forwards without deserializing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from actorcluster.transport import Message, Payload
+
+# -- registration ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class Hello(Message):
+    """An engine or client introduces its route to a controller actor (an ask)."""
+
+    uuid: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class RegisterEngine(Message):
+    """An engine asks the Hub for an id; answered with `EngineConfig`."""
+
+    uuid: str
+    node: str
+    pid: int
+    hostname: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class EngineConfig(Message):
+    """The Hub's answer to `RegisterEngine`."""
+
+    id: int
+    heartbeat_period: float
+
+
+@dataclass(frozen=True, kw_only=True)
+class ConnectClient(Message):
+    """A client asks for everything it needs to work; answered with `ClientConfig`."""
+
+    session: str
+    node: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class ClientConfig(Message):
+    """The Hub's answer to `ConnectClient`."""
+
+    mux: str
+    task: str
+    engines: dict[int, str]
+    started: float
+    seq: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class EngineRegistered(Message):
+    """Published: an engine joined (`seq` orders notifications and snapshots)."""
+
+    id: int
+    uuid: str
+    seq: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class EngineUnregistered(Message):
+    """Published: an engine left or died."""
+
+    id: int
+    uuid: str
+    reason: str
+    seq: int
+
+
+# -- tasks ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class Apply(Message):
+    """Run `fn(*args, **kwargs)` on an engine; the payload holds (fn, args, kwargs)."""
+
+    msg_id: str
+    client: str
+    payload: Payload
+    engine: int = -1
+    submitted: float = 0.0
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Execute(Message):
+    """Run `code` in the engine's namespace."""
+
+    msg_id: str
+    client: str
+    code: str
+    engine: int = -1
+    submitted: float = 0.0
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Push(Message):
+    """Update the engine's namespace with the dict in `payload`."""
+
+    msg_id: str
+    client: str
+    payload: Payload
+    engine: int = -1
+    submitted: float = 0.0
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Pull(Message):
+    """Return the values of `names` from the engine's namespace (one name: its value)."""
+
+    msg_id: str
+    client: str
+    names: tuple[str, ...]
+    single: bool
+    engine: int = -1
+    submitted: float = 0.0
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Abort(Message):
+    """Abort the queued requests `msg_ids` on the engine (every queued one when empty)."""
+
+    msg_id: str
+    client: str
+    msg_ids: tuple[str, ...] = ()
+    engine: int = -1
+    submitted: float = 0.0
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Clear(Message):
+    """Reset the engine's namespace (after the request running now)."""
+
+    msg_id: str
+    client: str
+    engine: int = -1
+    submitted: float = 0.0
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ShutdownEngine(Message):
+    """Stop the engine; queued requests are aborted."""
+
+    msg_id: str
+    client: str
+    engine: int = -1
+    submitted: float = 0.0
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+Request = Apply | Execute | Push | Pull | Abort | Clear | ShutdownEngine
+Queued = Apply | Execute | Push | Pull | Clear
+
+
+@dataclass(frozen=True, kw_only=True)
+class TaskResult(Message):
+    """The outcome of a request: a value (serialized) or an error, and its metadata."""
+
+    msg_id: str
+    engine: int
+    status: str
+    value: Payload | None = None
+    error: BaseException | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+# -- the hub ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class QueueStatus(Message):
+    """Ask the Hub for per-engine queue counts."""
+
+    engines: tuple[int, ...] | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class HubStatus(Message):
+    """Ask the Hub for its engines, uptime and counts (for `actorclusterd status`)."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class StopController(Message):
+    """Stop every engine, then the controller."""
+
+
+# -- events inside the controller ------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class EngineAdded(Message):
+    """Hub -> relay and heart monitor: route requests for engine `id` to `node`."""
+
+    id: int
+    uuid: str
+    node: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class EngineDied(Message):
+    """Engine `id` is gone: fail what runs on it."""
+
+    id: int
+    uuid: str
+    reason: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class HeartFailed(Message):
+    """Heart monitor -> Hub: the engine `uuid` stopped answering pings."""
+
+    uuid: str
+    silent_for: float
+
+
+@dataclass(frozen=True, kw_only=True)
+class TasksSubmitted(Message):
+    """Relay -> Hub: these requests went to these engines (msg_id, engine, client)."""
+
+    tasks: tuple[tuple[str, int, str], ...]
+
+
+@dataclass(frozen=True, kw_only=True)
+class TasksFinished(Message):
+    """Relay -> Hub: these requests finished (msg_id, engine, status)."""
+
+    tasks: tuple[tuple[str, int, str], ...]
