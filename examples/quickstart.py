@@ -15,7 +15,9 @@ from actorcluster import Cluster
 def main() -> None:
     started = time.perf_counter()
     with Cluster(n=2) as rc:
-        print(f"cluster of {len(rc)} engines up in {time.perf_counter() - started:.2f} s: ids {rc.ids}")
+        print(
+            f"cluster of {len(rc)} engines up in {time.perf_counter() - started:.2f} s: ids {rc.ids}"
+        )
         dview = rc[:]
         dview.block = True
 
