@@ -35,12 +35,22 @@ _KEYS = (
 )
 
 
+_EMPTY = {**dict.fromkeys(_KEYS), "stdout": "", "stderr": ""}
+
+
 class Metadata(dict[str, Any]):
     """The metadata of one request, with attribute access and a fixed set of keys."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__({key: None for key in _KEYS}, stdout="", stderr="")
+        super().__init__(_EMPTY)
         self.update(*args, **kwargs)
+
+    @classmethod
+    def new(cls, msg_id: str, submitted: datetime, engine_id: int) -> Metadata:
+        """The metadata of a request just submitted (the client's fast path)."""
+        md = cls.__new__(cls)
+        dict.update(md, _EMPTY, msg_id=msg_id, submitted=submitted, engine_id=engine_id)
+        return md
 
     def __getattr__(self, key: str) -> Any:
         if key in self:
@@ -56,8 +66,13 @@ class Metadata(dict[str, Any]):
         super().__setitem__(key, value)
 
     def update(self, *args: Any, **kwargs: Any) -> None:
-        for key, value in dict(*args, **kwargs).items():
-            self[key] = value
+        values = dict(*args, **kwargs)
+        unknown = values.keys() - self.keys()
+        if unknown:
+            raise KeyError(
+                f"{sorted(unknown)[0]!r} is not a metadata key (keys: {', '.join(self)})"
+            )
+        dict.update(self, values)
 
 
 def _date(timestamp: float | None) -> datetime | None:
@@ -87,10 +102,16 @@ class AsyncResult(Future[Any]):
         self._single = single
         self._remaining = len(self.msg_ids)
         self._lock = threading.Lock()
+        futures = client._futures
         if not self.msg_ids:
             self.set_result([])
-        for msg_id in self.msg_ids:
-            client._task_future(msg_id).add_done_callback(self._child_done)
+        elif single and len(self.msg_ids) == 1 and type(self) is AsyncResult:
+            futures[self.msg_ids[0]] = self  # one request, one value: be its future
+        else:
+            for msg_id in self.msg_ids:
+                child: Future[Any] = Future()
+                futures[msg_id] = child
+                child.add_done_callback(self._child_done)
 
     def __repr__(self) -> str:
         state = "finished" if self.done() else "pending"

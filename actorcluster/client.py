@@ -160,23 +160,28 @@ class Client:
             raise UnknownTask(f"unknown msg_id {msg_id!r} (not submitted by this client)")
         return future
 
-    def _submit(self, requests: Sequence[Request], address: str | None = None) -> list[str]:
-        """Book-keep and send `requests`; return their msg_ids."""
+    def _submit(
+        self,
+        requests: Sequence[Request],
+        result: type[AsyncResult] = AsyncResult,
+        address: str | None = None,
+        **options: Any,
+    ) -> Any:
+        """Book-keep and send `requests`; return their `result` (an AsyncResult class)."""
         if self._closed:
             raise ActorClusterError("this client is closed")
         now = datetime.now(UTC)
+        msg_ids = [r.msg_id for r in requests]
         with self._lock:
             for request in requests:
                 msg_id = request.msg_id
-                self._futures[msg_id] = Future()
-                self.metadata[msg_id] = Metadata(
-                    msg_id=msg_id, submitted=now, engine_id=request.engine
-                )
+                self.metadata[msg_id] = Metadata.new(msg_id, now, request.engine)
                 self._targets[msg_id] = request.engine
-                self.history.append(msg_id)
                 self.outstanding.add(msg_id)
+            self.history.extend(msg_ids)
+        ar = result(self, msg_ids, **options)  # registers the futures before anything is sent
         self._io.tell(Send(address or self._config.mux, list(requests)))
-        return [r.msg_id for r in requests]
+        return ar
 
     def _new_msg_id(self) -> str:
         return self.session.new_msg_id()
@@ -252,7 +257,7 @@ class Client:
         requests = [
             make(msg_id=self._new_msg_id(), client=str(self._io_node), engine=e) for e in engines
         ]
-        ar = AsyncResult(self, self._submit(requests), fname=make.__name__, single=single)
+        ar = self._submit(requests, fname=make.__name__, single=single)
         return ar.get() if (self.block if block is None else block) else ar
 
     @property
@@ -277,7 +282,7 @@ class Client:
             for e, ids in by_engine.items()
             if e in self._engines
         ]
-        ar = AsyncResult(self, self._submit(requests), fname="abort")
+        ar = self._submit(requests, fname="abort")
         return ar.get() if (self.block if block is None else block) else ar
 
     def shutdown(

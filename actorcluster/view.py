@@ -78,9 +78,7 @@ class DirectView:
             make(msg_id=client._new_msg_id(), client=client._io_node, engine=e, **fields)
             for e in engines
         ]
-        return self._finish(
-            AsyncResult(client, client._submit(requests), fname=fname, single=single), block
-        )
+        return self._finish(client._submit(requests, fname=fname, single=single), block)
 
     # -- apply --------------------------------------------------------------------------
     def apply(self, f: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
@@ -153,7 +151,7 @@ class DirectView:
             )
             for e, part in zip(engines, _partition(seq, len(engines)), strict=True)
         ]
-        return self._finish(AsyncResult(client, client._submit(requests), fname="scatter"), block)
+        return self._finish(client._submit(requests, fname="scatter"), block)
 
     def gather(self, key: str, block: bool | None = None) -> Any:
         """Pull `key` from every target and join the blocks (arrays end to end)."""
@@ -169,7 +167,7 @@ class DirectView:
             )
             for e in engines
         ]
-        return self._finish(AsyncMapResult(client, client._submit(requests), fname="gather"), block)
+        return self._finish(client._submit(requests, AsyncMapResult, fname="gather"), block)
 
     # -- map and decorators ---------------------------------------------------------------
     def map(
@@ -195,7 +193,7 @@ class DirectView:
             )
             for i in range(n)
         ]
-        ar = AsyncMapResult(client, client._submit(requests), fname=getattr(f, "__name__", "map"))
+        ar = client._submit(requests, AsyncMapResult, fname=getattr(f, "__name__", "map"))
         return self._finish(ar, block)
 
     def map_sync(self, f: Callable[..., Any], *sequences: Sequence[Any]) -> Any:
@@ -296,9 +294,7 @@ class ParallelFunction:
             )
             for i in range(len(engines))
         ]
-        ar = AsyncMapResult(
-            client, client._submit(requests), fname=getattr(self.f, "__name__", "parallel")
-        )
+        ar = client._submit(requests, AsyncMapResult, fname=getattr(self.f, "__name__", "parallel"))
         return view._finish(ar, self.block)
 
     def map(self, *sequences: Sequence[Any]) -> Any:

@@ -17,6 +17,7 @@ from typing import Any
 
 from actorcluster.actors.messages import Apply, Clear, Execute, Pull, Push, Queued, TaskResult
 from actorcluster.transport import deserialize, serialize
+from actorcluster.transport._serialize import global_names
 
 from actorcluster.error import RemoteError, UnknownTask
 
@@ -149,17 +150,9 @@ class Kernel:
         if not interactive and fn.__module__ not in ("__main__", "__mp_main__", None):
             return fn
         ns, defined = self.namespace, fn.__globals__
-        for name in _global_names(fn.__code__):
+        for name in global_names(fn.__code__):
             if name not in ns and name in defined:
                 ns[name] = defined[name]  # what the function needs from where it was defined
         bound = types.FunctionType(fn.__code__, ns, fn.__name__, fn.__defaults__, fn.__closure__)
         bound.__kwdefaults__ = fn.__kwdefaults__
         return bound
-
-
-def _global_names(code: types.CodeType) -> set[str]:
-    names = set(code.co_names)
-    for const in code.co_consts:
-        if isinstance(const, types.CodeType):
-            names |= _global_names(const)
-    return names

@@ -108,6 +108,7 @@ class SocketActor(GuardedActor):
 
     heartbeat_period: ClassVar[float] = 0.5
     heartbeat_misses: ClassVar[int] = 4
+    verify_buffers: ClassVar[bool] = True  # False: buffers are forwarded unread (relays)
 
     def __init__(
         self,
@@ -234,7 +235,7 @@ class SocketActor(GuardedActor):
 
     def _on_router(self, frames: list[Any]) -> None:
         try:
-            incoming = self.session.unpack(frames)
+            incoming = self.session.unpack(frames, verify_buffers=self.verify_buffers)
         except WireError as e:
             self.session.drop(e, self.address)
             return

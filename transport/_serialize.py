@@ -14,7 +14,9 @@ from __future__ import annotations
 import io
 import pickle
 import types
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -43,29 +45,98 @@ def _by_value(obj: Any) -> bool:
     )
 
 
+class _Cache:
+    """A small bounded mapping, oldest entries dropped first."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.items: OrderedDict[Any, Any] = OrderedDict()
+
+    def get(self, key: Any) -> Any:
+        value = self.items.get(key)
+        if value is not None:
+            self.items.move_to_end(key)
+        return value
+
+    def put(self, key: Any, value: Any) -> None:
+        self.items[key] = value
+        if len(self.items) > self.size:
+            self.items.popitem(last=False)
+
+
+# dill costs ~0.25 ms per function: keep the bytes of functions whose bytes cannot change,
+# and the functions rebuilt from bytes seen before.
+_dumped = _Cache(256)
+_loaded = _Cache(256)
+_names = _Cache(256)
+
+
+def _stable(fn: types.FunctionType) -> bool:
+    """Whether `fn`'s pickle depends on its code alone: no closure, defaults, attributes,
+    and no global it uses other than modules (which travel by reference)."""
+    if fn.__closure__ or fn.__defaults__ or fn.__kwdefaults__:
+        return False
+    if set(fn.__dict__) - {"__actorcluster_interactive__"}:
+        return False
+    names = _names.get(fn.__code__)
+    if names is None:
+        names = frozenset(global_names(fn.__code__))
+        _names.put(fn.__code__, names)
+    defined = fn.__globals__
+    return all(isinstance(defined[name], types.ModuleType) for name in names if name in defined)
+
+
+def global_names(code: types.CodeType) -> set[str]:
+    names = set(code.co_names)
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            names |= global_names(const)
+    return names
+
+
+def _dump_by_value(obj: Any) -> bytes:
+    # recurse: only the globals the function uses travel, so its module need not be
+    # importable where it is loaded
+    if isinstance(obj, types.FunctionType) and _stable(obj):
+        key = (obj.__code__, obj.__module__)
+        data: bytes | None = _dumped.get(key)
+        if data is None:
+            data = dill.dumps(obj, protocol=5, recurse=True)
+            _dumped.put(key, data)
+        return data
+    return dill.dumps(obj, protocol=5, recurse=True)  # type: ignore[no-any-return]
+
+
 def _load_by_value(data: bytes) -> Any:
     """Rebuild a function sent by value; it is interactive: engines run it in their namespace."""
-    obj = dill.loads(data)
-    if isinstance(obj, types.FunctionType):
-        obj.__actorcluster_interactive__ = True  # type: ignore[attr-defined]
+    obj = _loaded.get(data)
+    if obj is None:
+        obj = dill.loads(data)
+        if isinstance(obj, types.FunctionType):
+            obj.__actorcluster_interactive__ = True  # type: ignore[attr-defined]
+            if _stable(obj):
+                _loaded.put(data, obj)
     return obj
 
 
 class _Pickler(pickle.Pickler):
     def reducer_override(self, obj: Any) -> Any:
         if isinstance(obj, types.FunctionType | type) and _by_value(obj):
-            # recurse: only the globals the function uses travel, so its module need not
-            # be importable where it is loaded
-            return _load_by_value, (dill.dumps(obj, protocol=5, recurse=True),)
+            return _load_by_value, (_dump_by_value(obj),)
         return NotImplemented
 
 
 @dataclass(frozen=True, slots=True)
 class Payload:
-    """A serialized object: the pickle and its out-of-band buffers (sent as separate frames)."""
+    """A serialized object: the pickle and its out-of-band buffers (sent as separate frames).
+
+    `digests` are the signed digests its buffers arrived with, when a relay received it
+    without reading them; sending it on reuses them instead of hashing the buffers again.
+    """
 
     data: bytes
     buffers: tuple[Any, ...] = field(default=())
+    digests: tuple[str, ...] = field(default=(), compare=False)
 
     @property
     def nbytes(self) -> int:
@@ -74,7 +145,28 @@ class Payload:
 
     def __reduce__(self) -> tuple[Any, ...]:
         # Buffers become PickleBuffers so the enclosing message sends them out of band.
-        return Payload, (self.data, tuple(pickle.PickleBuffer(b) for b in self.buffers))
+        wrapped = tuple(pickle.PickleBuffer(b) for b in self.buffers)
+        known = outgoing_digests.get()
+        if known is not None and self.digests:
+            for buffer, value in zip(wrapped, self.digests, strict=True):
+                known[id(buffer)] = (buffer, value)  # the buffer is kept alive: its id stays unique
+        return _payload, (self.data, wrapped)
+
+
+# Set by the session around pickling and unpickling messages: the digests of buffers.
+outgoing_digests: ContextVar[dict[int, tuple[Any, str]] | None] = ContextVar(
+    "outgoing", default=None
+)
+incoming_digests: ContextVar[dict[int, str] | None] = ContextVar("incoming", default=None)
+
+
+def _payload(data: bytes, buffers: tuple[Any, ...]) -> Payload:
+    known = incoming_digests.get()
+    if known:
+        digests = tuple(known.get(id(b), "") for b in buffers)
+        if all(digests):
+            return Payload(data, buffers, digests)
+    return Payload(data, buffers)
 
 
 def serialize(obj: Any) -> Payload:

@@ -6,8 +6,15 @@ A message on the wire is::
 
 `header`, `parent_header` and `metadata` are JSON; `content` is the pickled list of the
 messages it carries (protocol 5) and `buffers` are their out-of-band pickle buffers
-(numpy arrays, large bytes), each a frame of its own so they travel without copies. The
-signature is the hex HMAC-SHA256 of every frame after it, buffers included.
+(numpy arrays, large bytes), each a frame of its own so they travel without copies.
+
+The signature is the hex HMAC-SHA256 of header, parent_header, metadata and content; the
+header's `buffers` lists the SHA-256 digest of each buffer frame (see `digest`), so the
+signature covers the buffers too. A receiver that uses the buffers checks them against
+their digests before anything is unpickled; a relay that only forwards them (the
+controller) checks the signature, forwards the buffers untouched with their signed
+digests, and never reads nor hashes bulk data: a 100 MB array is hashed twice end to end
+(by its sender and its user), not once per hop.
 
 One wire message carries one or more items: the header's `items` lists, for each, the
 recipient's name, the correlation id of an ask (or null) and the message type; the header's
@@ -36,7 +43,9 @@ from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
 import orjson
+from actorcluster.transport._digest import digest
 from actorcluster.transport._message import Message, message_class
+from actorcluster.transport._serialize import incoming_digests, outgoing_digests
 
 logger = logging.getLogger(__name__)
 
@@ -229,19 +238,27 @@ class Session:
             metadata: free-form JSON metadata.
         """
         buffers: list[memoryview] = []
+        digests: list[str] = []
+        known: dict[int, tuple[Any, str]] = {}
 
         def out_of_band(buf: pickle.PickleBuffer) -> bool:
             raw = buf.raw()
             if raw.nbytes < _INBAND_LIMIT:
                 return True
             buffers.append(raw)
+            forwarded = known.get(id(buf))
+            digests.append(forwarded[1] if forwarded is not None else digest(raw))
             return False
 
-        content = pickle.dumps(
-            [item.message for item in items], protocol=5, buffer_callback=out_of_band
-        )
+        token = outgoing_digests.set(known)
+        try:
+            content = pickle.dumps(
+                [item.message for item in items], protocol=5, buffer_callback=out_of_band
+            )
+        finally:
+            outgoing_digests.reset(token)
         routing = [[item.to, item.cid, type(item.message).__name__] for item in items]
-        head = {
+        head: dict[str, Any] = {
             "msg_id": self.new_msg_id(),
             "msg_type": routing[0][2],
             "session": self.session,
@@ -249,14 +266,22 @@ class Session:
             "version": PROTOCOL_VERSION,
             "items": routing,
         }
+        if digests:
+            head["buffers"] = digests
         if header:
             head.update(header)
         frames: list[Frame] = [_json(head), _json(parent), _json(metadata), content]
+        signature = self.sign(frames)
         frames.extend(buffers)
-        return [DELIM, self.sign(frames), *frames]
+        return [DELIM, signature, *frames]
 
-    def unpack(self, frames: Sequence[Frame]) -> Incoming:
+    def unpack(self, frames: Sequence[Frame], *, verify_buffers: bool = True) -> Incoming:
         """Verify and decode a received message.
+
+        Args:
+            frames: the multipart message.
+            verify_buffers: check the buffers against their signed digests (False for a
+                relay that forwards them unread: the `Payload`s keep their digests).
 
         Raises:
             WireError: the message is malformed, unsigned, replayed or of an unknown type.
@@ -277,7 +302,7 @@ class Session:
             if size > cap:
                 raise WireError("oversized", f"frame {i} has {size} bytes (cap {cap})")
         signature = bytes(frames[at + 1])
-        if not hmac.compare_digest(signature, self.sign(body)):
+        if not hmac.compare_digest(signature, self.sign(body[:4])):
             raise WireError("bad_signature", "signature does not match")
         try:
             header = _object(body[0])
@@ -287,8 +312,16 @@ class Session:
                 raise TypeError("msg_type must be a string")
             date = datetime.fromisoformat(header["date"]).timestamp()
             routing = [(str(to), cid, str(kind)) for to, cid, kind in header["items"]]
+            digests = [str(d) for d in header.get("buffers", ())]
+            if len(digests) != len(body) - 4:
+                raise ValueError(f"{len(body) - 4} buffers but {len(digests)} digests")
         except (ValueError, KeyError, TypeError) as e:
             raise WireError("bad_header", f"{type(e).__name__}: {e}") from None
+        buffers = [b if isinstance(b, memoryview) else memoryview(b) for b in body[4:]]
+        if verify_buffers:
+            for i, (buffer, expected) in enumerate(zip(buffers, digests, strict=True)):
+                if not hmac.compare_digest(digest(buffer), expected):
+                    raise WireError("bad_buffer", f"buffer {i} does not match its signed digest")
         self.replay.check(signature, date)
         classes = [message_class(kind) for _, _, kind in routing]
         if not routing or None in classes:
@@ -296,10 +329,15 @@ class Session:
                 {kind for (_, _, kind), c in zip(routing, classes, strict=True) if c is None}
             )
             raise WireError("unknown_type", f"msg_type {unknown or header['msg_type']!r}")
+        token = incoming_digests.set(
+            None if verify_buffers else {id(b): d for b, d in zip(buffers, digests, strict=True)}
+        )
         try:
-            messages = pickle.loads(bytes(body[3]), buffers=[memoryview(b) for b in body[4:]])
+            messages = pickle.loads(bytes(body[3]), buffers=buffers)
         except Exception as e:  # noqa: BLE001 - a signed but undecodable content is still dropped
             raise WireError("bad_content", f"{type(e).__name__}: {e}") from None
+        finally:
+            incoming_digests.reset(token)
         if type(messages) is not list or len(messages) != len(routing):
             raise WireError("bad_content", "content does not match the header's items")
         items = []

@@ -35,6 +35,11 @@ class _Sentinel:
         return open, (str(self.path), "w")
 
 
+def _wire(frames: list[Any]) -> list[bytes]:
+    """What a receiver gets: each frame as bytes of its own (no views of the sender's memory)."""
+    return [bytes(f) for f in frames]
+
+
 def _reason(session: Session, frames: list[Any]) -> str:
     with pytest.raises(WireError) as info:
         session.unpack(frames)
@@ -60,7 +65,7 @@ def test_numpy_buffers_travel_as_separate_frames() -> None:
     frames = a.pack([Item("echo", None, Echo(text="a", data=serialize(array)))])
     assert len(frames) == 7  # delimiter, signature, header, parent, metadata, content, buffer
     assert len(frames[-1]) == array.nbytes
-    message = b.unpack(frames).items[0].message
+    message = b.unpack(_wire(frames)).items[0].message
     np.testing.assert_array_equal(deserialize(message.data), array)
 
 
@@ -185,3 +190,24 @@ def test_dropped_messages_are_counted_by_reason() -> None:
 def test_an_empty_key_is_refused() -> None:
     with pytest.raises(ValueError, match="must not be empty"):
         Session(b"")
+
+
+def test_a_buffer_changed_in_transit_is_refused_by_its_user() -> None:
+    a, b = Session(b"k"), Session(b"k")
+    frames = a.pack([Item("echo", None, Echo(text="a", data=serialize(np.arange(50_000.0))))])
+    frames[-1] = bytes(len(frames[-1]))
+    assert _reason(b, frames) == "bad_buffer"
+
+
+def test_a_relay_forwards_buffers_with_their_signed_digests_without_reading_them() -> None:
+    client, relay, engine = Session(b"k"), Session(b"k"), Session(b"k")
+    array = np.arange(500_000.0)
+    sent = _wire(client.pack([Item("relay", None, Echo(text="a", data=serialize(array)))]))
+    forwarded = relay.unpack(sent, verify_buffers=False).items[0].message
+    assert len(forwarded.data.digests) == 1  # kept from the wire, not computed
+    again = _wire(relay.pack([Item("engine", None, forwarded)]))
+    received = engine.unpack(again).items[0].message
+    np.testing.assert_array_equal(deserialize(received.data), array)
+    tampered = list(again)
+    tampered[-1] = bytes(len(tampered[-1]))
+    assert _reason(engine, tampered) == "bad_buffer"
