@@ -113,9 +113,15 @@ class Cluster:
             sys.executable, "-m", "actorcluster.cli", "controller", "--dir", str(self._dir), "-n", str(self.n),
             "--heartbeat-period", str(self.heartbeat_period), "--heartbeat-misses", str(self.heartbeat_misses),
         ]  # fmt: skip
+        from actorcluster.launcher import die_with_parent
+
         log = open(self._dir / "controller.out", "wb")  # noqa: SIM115 - the child owns it
         self.controller_process = subprocess.Popen(
-            command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            preexec_fn=die_with_parent if sys.platform == "linux" else None,
         )
         log.close()
         client_file = self._dir / "actorcluster-client.json"

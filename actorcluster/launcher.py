@@ -14,12 +14,18 @@ from actorcluster.actors.controller import Controller
 from actorcluster.actors.engine import Engine
 from actorcluster.transport import Session, actor_of, load_connection_file
 
-__all__ = ["run_controller", "run_engine", "spawn_engine", "start_inprocess_engines"]
+__all__ = [
+    "die_with_parent",
+    "run_controller",
+    "run_engine",
+    "spawn_engine",
+    "start_inprocess_engines",
+]
 
 logger = logging.getLogger(__name__)
 
 
-def _die_with_parent() -> None:  # pragma: no cover - runs in the child before exec
+def die_with_parent() -> None:  # pragma: no cover - runs in the child before exec
     """Ask Linux to SIGTERM this process when its parent (the controller) dies."""
     try:
         ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
@@ -35,7 +41,7 @@ def spawn_engine(engine_file: Path, log_file: Path | None = None) -> subprocess.
         stdin=subprocess.DEVNULL,
         stdout=out,
         stderr=subprocess.STDOUT if log_file else subprocess.DEVNULL,
-        preexec_fn=_die_with_parent if sys.platform == "linux" else None,
+        preexec_fn=die_with_parent if sys.platform == "linux" else None,
     )
 
 

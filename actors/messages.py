@@ -82,86 +82,58 @@ class EngineUnregistered(Message):
 
 
 @dataclass(frozen=True, kw_only=True)
-class Apply(Message):
+class _Request(Message):
+    """What every request carries: its id, the client to answer, the engine to run on."""
+
+    msg_id: str
+    client: str
+    engine: int = -1
+
+
+@dataclass(frozen=True, kw_only=True)
+class Apply(_Request):
     """Run `fn(*args, **kwargs)` on an engine; the payload holds (fn, args, kwargs)."""
 
-    msg_id: str
-    client: str
     payload: Payload
-    engine: int = -1
-    submitted: float = 0.0
-    metadata: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, kw_only=True)
-class Execute(Message):
+class Execute(_Request):
     """Run `code` in the engine's namespace."""
 
-    msg_id: str
-    client: str
     code: str
-    engine: int = -1
-    submitted: float = 0.0
-    metadata: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, kw_only=True)
-class Push(Message):
+class Push(_Request):
     """Update the engine's namespace with the dict in `payload`."""
 
-    msg_id: str
-    client: str
     payload: Payload
-    engine: int = -1
-    submitted: float = 0.0
-    metadata: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, kw_only=True)
-class Pull(Message):
+class Pull(_Request):
     """Return the values of `names` from the engine's namespace (one name: its value)."""
 
-    msg_id: str
-    client: str
     names: tuple[str, ...]
     single: bool
-    engine: int = -1
-    submitted: float = 0.0
-    metadata: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, kw_only=True)
-class Abort(Message):
+class Abort(_Request):
     """Abort the queued requests `msg_ids` on the engine (every queued one when empty)."""
 
-    msg_id: str
-    client: str
     msg_ids: tuple[str, ...] = ()
-    engine: int = -1
-    submitted: float = 0.0
-    metadata: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, kw_only=True)
-class Clear(Message):
+class Clear(_Request):
     """Reset the engine's namespace (after the request running now)."""
 
-    msg_id: str
-    client: str
-    engine: int = -1
-    submitted: float = 0.0
-    metadata: dict[str, Any] = field(default_factory=dict)
-
 
 @dataclass(frozen=True, kw_only=True)
-class ShutdownEngine(Message):
+class ShutdownEngine(_Request):
     """Stop the engine; queued requests are aborted."""
-
-    msg_id: str
-    client: str
-    engine: int = -1
-    submitted: float = 0.0
-    metadata: dict[str, Any] = field(default_factory=dict)
 
 
 Request = Apply | Execute | Push | Pull | Abort | Clear | ShutdownEngine

@@ -123,3 +123,73 @@ def test_every_command_explains_itself(command: str) -> None:
     result = _cli(dict(os.environ), command, "--help")
     assert result.returncode == 0
     assert "usage: actorclusterd" in result.stdout
+
+
+def test_shutdown_of_one_engine_then_of_the_whole_cluster() -> None:
+    cluster = Cluster(n=2)
+    with cluster as rc:
+        pids = {i: info["pid"] for i, info in rc.hub_status()["engines"].items()}
+        rc.shutdown(targets=[1], block=True)
+        wait_until(lambda: rc.ids == [0], timeout=10)
+        wait_until(lambda: not _alive(pids[1]), timeout=10)
+        controller = cluster.controller_process
+        assert controller is not None
+        rc.shutdown(hub=True)
+        assert controller.wait(timeout=15) == 0
+        wait_until(lambda: not _alive(pids[0]), timeout=10)
+
+
+def test_killing_the_owner_of_a_cluster_takes_its_processes_along(tmp_path: Path) -> None:
+    script = tmp_path / "owner.py"
+    script.write_text(
+        "import os, sys\n"
+        "from actorcluster import Cluster\n"
+        "c = Cluster(n=1).start()\n"
+        "rc = c.connect_client()\n"
+        "print(c.controller_process.pid, rc.hub_status()['engines'][0]['pid'], flush=True)\n"
+        "sys.stdin.read()\n"
+    )
+    owner = subprocess.Popen(
+        [sys.executable, str(script)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    pids: list[int] = []
+    try:
+        assert owner.stdout is not None
+        pids = [int(p) for p in owner.stdout.readline().split()]
+        assert len(pids) == 2
+        owner.kill()
+        owner.wait(timeout=10)
+        wait_until(lambda: not any(_alive(p) for p in pids), timeout=15)
+    finally:
+        if owner.poll() is None:
+            owner.kill()
+        for pid in pids:
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)
+
+
+def test_an_engine_started_on_its_own_joins_and_leaves_when_its_controller_dies() -> None:
+    cluster = Cluster(n=0)
+    with cluster as rc:
+        assert cluster._dir is not None
+        engine = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "actorcluster.cli",
+                "engine",
+                "--file",
+                str(cluster._dir / "actorcluster-engine.json"),
+            ]
+        )
+        try:
+            rc.wait_for_engines(1, timeout=30)
+            assert rc[0].apply_sync(lambda: "joined") == "joined"
+            controller = cluster.controller_process
+            assert controller is not None
+            os.kill(controller.pid, signal.SIGKILL)  # the engine's watch on the hub fires
+            assert engine.wait(timeout=15) == 0
+        finally:
+            if engine.poll() is None:
+                engine.kill()
+                engine.wait()
