@@ -11,6 +11,7 @@ from actorcluster import error
 from actorcluster.asyncresult import AsyncMapResult, AsyncResult, Metadata
 from actorcluster.client import Client
 from actorcluster.cluster import Cluster
+from actorcluster.loadbalanced import LoadBalancedView
 from actorcluster.transport import interactive
 from actorcluster.view import DirectView
 
@@ -20,6 +21,7 @@ __all__ = [
     "Client",
     "Cluster",
     "DirectView",
+    "LoadBalancedView",
     "Metadata",
     "error",
     "interactive",

@@ -17,6 +17,7 @@ from actorcluster.actors.messages import (
     EngineRegistered,
     EngineUnregistered,
     Request,
+    SubmitTask,
     TaskResult,
 )
 from actorcluster.transport import Address, Message, ReplyFuture, Session, SocketActor, Subscriber
@@ -45,7 +46,7 @@ class Send:
     """Send `requests` to `address` (the relay or the scheduler)."""
 
     address: str
-    requests: list[Request]
+    requests: list[Request | SubmitTask]
 
 
 class ClientIO(SocketActor):

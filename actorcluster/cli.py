@@ -83,6 +83,8 @@ def cmd_controller(args: argparse.Namespace) -> int:
         args.ip,
         heartbeat_period=args.heartbeat_period,
         heartbeat_misses=args.heartbeat_misses,
+        scheme=args.scheme,
+        hwm=args.hwm,
     )
     write_connection_file(engine_file, controller.engine_info)
     write_connection_file(client_file, controller.client_info)
@@ -130,6 +132,10 @@ def cmd_start(args: argparse.Namespace) -> int:
         str(args.n),
         "--ip",
         args.ip,
+        "--scheme",
+        args.scheme,
+        "--hwm",
+        str(args.hwm),
     ]
     for flag in ("profile", "cluster_id", "dir"):
         value = getattr(args, flag, None)
@@ -293,6 +299,19 @@ def _parser() -> argparse.ArgumentParser:
         "--heartbeat-misses", type=int, default=3, help="missed heartbeats before an engine is dead"
     )
     controller.set_defaults(run=cmd_controller)
+    for part in (start, controller):
+        part.add_argument(
+            "--scheme",
+            default="leastload",
+            choices=["leastload", "lru", "plainrandom", "twobin", "weighted"],
+            help="how load-balanced tasks pick an engine (default leastload)",
+        )
+        part.add_argument(
+            "--hwm",
+            type=int,
+            default=4,
+            help="load-balanced tasks an engine may hold at once (default 4; 0: no limit)",
+        )
 
     engine = commands.add_parser(
         "engine", help="run one engine in the foreground", description=cmd_engine.__doc__

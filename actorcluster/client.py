@@ -22,6 +22,7 @@ from actorcluster.actors.messages import (
     Request,
     ShutdownEngine,
     StopController,
+    SubmitTask,
     TaskResult,
 )
 from actorcluster.asyncresult import AsyncResult, Metadata
@@ -114,6 +115,12 @@ class Client:
 
         return DirectView(self, targets)
 
+    def load_balanced_view(self, targets: Targets = None) -> Any:
+        """A LoadBalancedView: the scheduler picks an engine (among `targets`) per task."""
+        from actorcluster.loadbalanced import LoadBalancedView
+
+        return LoadBalancedView(self, targets)
+
     def _resolve(self, targets: Targets) -> tuple[list[int], bool]:
         """Turn `targets` into engine ids now; also whether it names a single engine."""
         ids = self.ids
@@ -162,25 +169,30 @@ class Client:
 
     def _submit(
         self,
-        requests: Sequence[Request],
+        requests: Sequence[Request | SubmitTask],
         result: type[AsyncResult] = AsyncResult,
-        address: str | None = None,
         **options: Any,
     ) -> Any:
-        """Book-keep and send `requests`; return their `result` (an AsyncResult class)."""
+        """Book-keep and send requests (to the relay) or tasks (to the scheduler).
+
+        Returns:
+            Their `result` (an AsyncResult class), made before anything is sent.
+        """
         if self._closed:
             raise ActorClusterError("this client is closed")
         now = datetime.now(UTC)
-        msg_ids = [r.msg_id for r in requests]
+        inner = [r.request if isinstance(r, SubmitTask) else r for r in requests]
+        msg_ids = [r.msg_id for r in inner]
         with self._lock:
-            for request in requests:
+            for request in inner:
                 msg_id = request.msg_id
                 self.metadata[msg_id] = Metadata.new(msg_id, now, request.engine)
                 self._targets[msg_id] = request.engine
                 self.outstanding.add(msg_id)
             self.history.extend(msg_ids)
-        ar = result(self, msg_ids, **options)  # registers the futures before anything is sent
-        self._io.tell(Send(address or self._config.mux, list(requests)))
+        ar = result(self, msg_ids, **options)
+        balanced = bool(requests) and isinstance(requests[0], SubmitTask)
+        self._io.tell(Send(self._config.task if balanced else self._config.mux, list(requests)))
         return ar
 
     def _new_msg_id(self) -> str:

@@ -34,6 +34,9 @@ class Cluster:
         mode: "processes" or "inprocess".
         heartbeat_period: seconds between heartbeats.
         heartbeat_misses: heartbeats an engine may miss before it is declared dead.
+        scheme: how load-balanced tasks pick an engine: leastload, lru, plainrandom, twobin,
+            weighted.
+        hwm: load-balanced tasks an engine may hold at once (0: no limit).
         timeout: seconds to wait for the cluster to come up.
         block: the default `block` of the client's views.
     """
@@ -45,6 +48,8 @@ class Cluster:
         mode: str = "processes",
         heartbeat_period: float = 1.0,
         heartbeat_misses: int = 3,
+        scheme: str = "leastload",
+        hwm: int = 4,
         timeout: float = 30.0,
         block: bool = False,
     ) -> None:
@@ -54,6 +59,7 @@ class Cluster:
             raise ValueError(f"n must be >= 0, not {n}")
         self.n, self.mode, self.timeout, self.block = n, mode, timeout, block
         self.heartbeat_period, self.heartbeat_misses = heartbeat_period, heartbeat_misses
+        self.scheme, self.hwm = scheme, hwm
         self.client_info: dict[str, Any] | None = None
         self.controller_process: subprocess.Popen[bytes] | None = None
         self.engine_pids: list[int] = []
@@ -103,6 +109,8 @@ class Cluster:
             Session(new_key().encode()),
             heartbeat_period=self.heartbeat_period,
             heartbeat_misses=self.heartbeat_misses,
+            scheme=self.scheme,
+            hwm=self.hwm,
         )
         self.client_info = self._controller.client_info
         self._engines = start_inprocess_engines(self._controller, self.n, self.timeout)
@@ -112,6 +120,7 @@ class Cluster:
         command = [
             sys.executable, "-m", "actorcluster.cli", "controller", "--dir", str(self._dir), "-n", str(self.n),
             "--heartbeat-period", str(self.heartbeat_period), "--heartbeat-misses", str(self.heartbeat_misses),
+            "--scheme", self.scheme, "--hwm", str(self.hwm),
         ]  # fmt: skip
         from actorcluster.launcher import die_with_parent
 

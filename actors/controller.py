@@ -12,6 +12,7 @@ from actorcluster.actors.heartmonitor import HeartMonitor
 from actorcluster.actors.hub import Hub
 from actorcluster.actors.messages import ShutdownEngine
 from actorcluster.actors.relay import MuxRelay
+from actorcluster.actors.scheduler import TaskScheduler
 from actorcluster.transport import Session, actor_of
 
 __all__ = ["Controller"]
@@ -27,6 +28,8 @@ class Controller:
         host: the interface to listen on.
         heartbeat_period: seconds between heartbeats.
         heartbeat_misses: heartbeats an engine may miss before it is declared dead.
+        scheme: how the task scheduler picks engines (see `actorcluster.actors.schemes`).
+        hwm: tasks an engine may hold at once (0: no limit).
     """
 
     def __init__(
@@ -36,6 +39,8 @@ class Controller:
         *,
         heartbeat_period: float = 1.0,
         heartbeat_misses: int = 3,
+        scheme: str = "leastload",
+        hwm: int = 4,
     ) -> None:
         self.session = session
         self.stop_requested = threading.Event()
@@ -50,9 +55,14 @@ class Controller:
         self.monitor_ref = HeartMonitor.start(
             session, host, self.hub_ref, period=heartbeat_period, misses=heartbeat_misses
         )
+        self.scheduler_ref = TaskScheduler.start(
+            session, host, self.hub_ref, scheme=scheme, hwm=hwm
+        )
         monitor: HeartMonitor = actor_of(self.monitor_ref)
         relay: MuxRelay = actor_of(self.relay_ref)
-        self.hub.connect(self.relay_ref, self.monitor_ref, {"mux": relay.address})
+        scheduler: TaskScheduler = actor_of(self.scheduler_ref)
+        addresses = {"mux": relay.address, "task": scheduler.address}
+        self.hub.connect(self.relay_ref, self.monitor_ref, self.scheduler_ref, addresses)
         key = session.key.decode()
         self.client_info: dict[str, Any] = {
             "key": key,
@@ -63,6 +73,7 @@ class Controller:
         self.engine_info: dict[str, Any] = {
             **self.client_info,
             "relay": relay.address,
+            "scheduler": scheduler.address,
             "ping": monitor.pulse.ping_endpoint,
             "pong": monitor.pulse.pong_endpoint,
         }
@@ -78,7 +89,7 @@ class Controller:
         pause = threading.Event()
         while self.hub.engines and time.monotonic() < deadline:
             pause.wait(0.02)  # engine processes exit and their pidfds unregister them
-        for ref in (self.relay_ref, self.monitor_ref, self.hub_ref):
+        for ref in (self.scheduler_ref, self.relay_ref, self.monitor_ref, self.hub_ref):
             _stop(ref)
 
 

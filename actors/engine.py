@@ -52,7 +52,7 @@ logger = logging.getLogger(__name__)
 
 
 class Executor:
-    """Runs queued requests one at a time and sends their results to the relay.
+    """Runs queued requests one at a time and sends their results where they ask.
 
     Owns a port of its own (a second connection to the relay), so results leave without
     a hop through the engine actor; results finished while more work waits are batched.
@@ -64,6 +64,7 @@ class Executor:
         self._queue: deque[Queued | None] = deque()
         self._cond = threading.Condition()
         self._session = session
+        self._addresses: dict[str, Address] = {}
         self.running: str | None = None
 
     def submit(self, request: Queued, *, first: bool = False) -> None:
@@ -88,6 +89,14 @@ class Executor:
             self._queue = keep
         return taken
 
+    def _reply_to(self, address: str) -> Address:
+        if not address:
+            return self._relay
+        found = self._addresses.get(address)
+        if found is None:
+            found = self._addresses[address] = Address.parse(address)
+        return found
+
     def stop(self) -> None:
         """Finish the request running now, then return from `run()`."""
         with self._cond:
@@ -109,7 +118,8 @@ class Executor:
                 self.running = request.msg_id
                 result = self.kernel.run(request)
                 self.running = None
-                queued = port.post(self._relay.node, self._relay.name, result)
+                to = self._reply_to(request.reply)
+                queued = port.post(to.node, to.name, result)
                 if not more or queued >= port.batch_limit:
                     port.flush()
         finally:
@@ -162,13 +172,22 @@ class Engine(SocketActor):
                 target=self.executor.run, name=f"engine-{self.uuid[:8]}", daemon=True
             ).start()
         self.heart.start()
-        relay = Address.parse(self.info["relay"])
-        hello = self.port.ask(relay.node, relay.name, Hello(uuid=self.uuid), timeout=30)
-        hello.add_done_callback(self._register)
+        self._greet([self.info["relay"], self.info["scheduler"]])
 
-    def _register(self, hello: ReplyFuture) -> None:
-        if not self._check(hello, "the relay"):
+    def _greet(self, addresses: list[str]) -> None:
+        """Say hello to each controller actor in turn (so they have a route), then register."""
+        if not addresses:
+            self._register()
             return
+        node, name = Address.parse(addresses[0])
+
+        def next_one(hello: ReplyFuture) -> None:
+            if self._check(hello, addresses[0]):
+                self._greet(addresses[1:])
+
+        self.port.ask(node, name, Hello(uuid=self.uuid), timeout=30).add_done_callback(next_one)
+
+    def _register(self) -> None:
         hub = Address.parse(self.info["hub"])
         request = RegisterEngine(
             uuid=self.uuid, node=str(self.node), pid=os.getpid(), hostname=socket.gethostname()

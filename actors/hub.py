@@ -46,6 +46,7 @@ class EngineRecord:
     hostname: str
     registered: float
     queue: set[str] = field(default_factory=set)
+    balanced: set[str] = field(default_factory=set)
     completed: int = 0
     pidfd: int | None = None
 
@@ -84,6 +85,7 @@ class Hub(SocketActor):
         self.started = time.time()
         self.relay: pykka.ActorRef[Any] | None = None
         self.monitor: pykka.ActorRef[Any] | None = None
+        self.scheduler: pykka.ActorRef[Any] | None = None
         self.addresses: dict[str, str] = {}
         self._next_id = 0
         self._seq = 0
@@ -91,26 +93,38 @@ class Hub(SocketActor):
         self._hostname = socket.gethostname()
 
     def connect(
-        self, relay: pykka.ActorRef[Any], monitor: pykka.ActorRef[Any], addresses: dict[str, str]
+        self,
+        relay: pykka.ActorRef[Any],
+        monitor: pykka.ActorRef[Any],
+        scheduler: pykka.ActorRef[Any],
+        addresses: dict[str, str],
     ) -> None:
-        """Wire the Hub to the relay and heart monitor (before any engine registers)."""
-        self.relay, self.monitor, self.addresses = relay, monitor, addresses
+        """Wire the Hub to the other controller actors (before any engine registers)."""
+        self.relay, self.monitor, self.scheduler = relay, monitor, scheduler
+        self.addresses = addresses
 
     def on_receive(self, message: Any) -> Any:
         match message:
-            case TasksSubmitted(tasks=tasks):
+            case TasksSubmitted(tasks=tasks, balanced=balanced, unassigned=unassigned):
                 for msg_id, engine, _client in tasks:
                     record = self.engines.get(engine)
                     if record is not None:
-                        record.queue.add(msg_id)
+                        (record.balanced if balanced else record.queue).add(msg_id)
                         self.tasks[msg_id] = engine
-            case TasksFinished(tasks=tasks):
+                if balanced:
+                    self.unassigned = unassigned
+            case TasksFinished(tasks=tasks, balanced=balanced, unassigned=unassigned):
                 for msg_id, engine, _status in tasks:
                     record = self.engines.get(engine)
                     self.tasks.pop(msg_id, None)
-                    if record is not None and msg_id in record.queue:
-                        record.queue.discard(msg_id)
+                    held = (
+                        None if record is None else (record.balanced if balanced else record.queue)
+                    )
+                    if record is not None and held is not None and msg_id in held:
+                        held.discard(msg_id)
                         record.completed += 1
+                if balanced:
+                    self.unassigned = unassigned
             case RegisterEngine():
                 return self._register(message)
             case ConnectClient():
@@ -152,7 +166,7 @@ class Hub(SocketActor):
         self.engines[engine_id] = record
         self.by_uuid[request.uuid] = record
         added = EngineAdded(id=engine_id, uuid=request.uuid, node=request.node)
-        for ref in (self.relay, self.monitor):
+        for ref in (self.relay, self.monitor, self.scheduler):
             if ref is not None:
                 ref.tell(added)
         if request.hostname == self._hostname:
@@ -186,10 +200,10 @@ class Hub(SocketActor):
             self.inbox.remove_fd(record.pidfd)
             os.close(record.pidfd)
         died = EngineDied(id=record.id, uuid=uuid, reason=reason)
-        for ref in (self.relay, self.monitor):
+        for ref in (self.relay, self.monitor, self.scheduler):
             if ref is not None:
                 ref.tell(died)
-        for msg_id in record.queue:
+        for msg_id in record.queue | record.balanced:
             self.tasks.pop(msg_id, None)
         self._seq += 1
         self.publisher.publish(
@@ -204,7 +218,7 @@ class Hub(SocketActor):
             else {i: self.engines[i] for i in engines if i in self.engines}
         )
         status: dict[Any, Any] = {
-            e.id: {"queue": len(e.queue), "completed": e.completed, "tasks": 0}
+            e.id: {"queue": len(e.queue), "completed": e.completed, "tasks": len(e.balanced)}
             for e in wanted.values()
         }
         status["unassigned"] = self.unassigned

@@ -11,13 +11,11 @@ import sys
 import threading
 import time
 import traceback
-import types
 from collections.abc import Iterator
 from typing import Any
 
 from actorcluster.actors.messages import Apply, Clear, Execute, Pull, Push, Queued, TaskResult
-from actorcluster.transport import deserialize, serialize
-from actorcluster.transport._serialize import global_names
+from actorcluster.transport import bind, deserialize, namespace_of_thread, serialize
 
 from actorcluster.error import RemoteError, UnknownTask
 
@@ -124,7 +122,11 @@ class Kernel:
             case Apply(payload=payload):
                 fn, args, kwargs = deserialize(payload)
                 fn = self._bind(fn)
-                return serialize(fn(*args, **kwargs))
+                namespace_of_thread.namespace = self.namespace  # for functions called by maps
+                try:
+                    return serialize(fn(*args, **kwargs))
+                finally:
+                    namespace_of_thread.namespace = None
             case Clear():
                 self.clear()
                 return None
@@ -143,16 +145,4 @@ class Kernel:
         raise UnknownTask(f"unknown request {type(request).__name__}")
 
     def _bind(self, fn: Any) -> Any:
-        """Give functions from `__main__` or marked interactive the namespace as globals."""
-        if not isinstance(fn, types.FunctionType):
-            return fn
-        interactive = getattr(fn, "__actorcluster_interactive__", False)
-        if not interactive and fn.__module__ not in ("__main__", "__mp_main__", None):
-            return fn
-        ns, defined = self.namespace, fn.__globals__
-        for name in global_names(fn.__code__):
-            if name not in ns and name in defined:
-                ns[name] = defined[name]  # what the function needs from where it was defined
-        bound = types.FunctionType(fn.__code__, ns, fn.__name__, fn.__defaults__, fn.__closure__)
-        bound.__kwdefaults__ = fn.__kwdefaults__
-        return bound
+        return bind(fn, self.namespace)

@@ -88,6 +88,7 @@ class _Request(Message):
     msg_id: str
     client: str
     engine: int = -1
+    reply: str = ""  # where the engine sends the result (the relay when empty)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -138,6 +139,18 @@ class ShutdownEngine(_Request):
 
 Request = Apply | Execute | Push | Pull | Abort | Clear | ShutdownEngine
 Queued = Apply | Execute | Push | Pull | Clear
+
+
+@dataclass(frozen=True, kw_only=True)
+class SubmitTask(Message):
+    """A client asks the scheduler to run `request` on some engine it chooses.
+
+    `targets` limits the engines (None: any); `retries` re-runs a failed task elsewhere.
+    """
+
+    request: Apply
+    targets: tuple[int, ...] | None = None
+    retries: int = 0
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -203,13 +216,17 @@ class HeartFailed(Message):
 
 @dataclass(frozen=True, kw_only=True)
 class TasksSubmitted(Message):
-    """Relay -> Hub: these requests went to these engines (msg_id, engine, client)."""
+    """Relay or scheduler -> Hub: these requests went to these engines (msg_id, engine, client)."""
 
     tasks: tuple[tuple[str, int, str], ...]
+    balanced: bool = False
+    unassigned: int = 0
 
 
 @dataclass(frozen=True, kw_only=True)
 class TasksFinished(Message):
-    """Relay -> Hub: these requests finished (msg_id, engine, status)."""
+    """Relay or scheduler -> Hub: these requests finished (msg_id, engine, status)."""
 
     tasks: tuple[tuple[str, int, str], ...]
+    balanced: bool = False
+    unassigned: int = 0

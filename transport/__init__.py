@@ -28,7 +28,15 @@ from actorcluster.transport._message import (
 from actorcluster.transport._port import Port, ReplyFuture
 from actorcluster.transport._pubsub import Publisher, Subscriber
 from actorcluster.transport._ref import RemoteRef, ThreadPort
-from actorcluster.transport._serialize import Payload, deserialize, interactive, serialize
+from actorcluster.transport._serialize import (
+    Payload,
+    bind,
+    call_serialized,
+    deserialize,
+    interactive,
+    namespace_of_thread,
+    serialize,
+)
 from actorcluster.transport._session import (
     DELIM,
     Incoming,
@@ -69,11 +77,14 @@ __all__ = [
     "WireError",
     "actor_of",
     "as_remote_error",
+    "bind",
+    "call_serialized",
     "deserialize",
     "interactive",
     "load_connection_file",
     "local_host",
     "message_class",
+    "namespace_of_thread",
     "new_key",
     "serialize",
     "write_connection_file",

@@ -31,6 +31,7 @@ __all__ = ["Port", "ReplyFuture"]
 logger = logging.getLogger(__name__)
 
 _LOST_EVENTS = zmq.EVENT_DISCONNECTED | zmq.EVENT_CONNECT_RETRIED
+_monitors = itertools.count()
 Driver = Callable[["ReplyFuture", float | None], None]
 
 
@@ -281,7 +282,12 @@ class Port:
             )
         dealer: zmq.Socket[Any] = self._context.socket(zmq.DEALER)
         dealer.linger = 1000
-        monitor = dealer.get_monitor_socket(_LOST_EVENTS)
+        # a unique endpoint: pyzmq's default names it after the socket's fd, which a new
+        # socket may reuse before the old monitor's endpoint is gone
+        endpoint = f"inproc://monitor-{next(_monitors)}-{id(self):x}"
+        dealer.monitor(endpoint, _LOST_EVENTS)
+        monitor: zmq.Socket[Any] = self._context.socket(zmq.PAIR)
+        monitor.connect(endpoint)
         dealer.connect(f"tcp://{node}")
         self._dealers[node] = (dealer, monitor)
         self._on_socket(dealer, lambda frames: self._on_dealer(node, frames))

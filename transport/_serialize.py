@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import io
 import pickle
+import threading
 import types
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
@@ -22,7 +23,15 @@ from typing import Any, TypeVar
 
 import dill
 
-__all__ = ["Payload", "deserialize", "interactive", "serialize"]
+__all__ = [
+    "Payload",
+    "bind",
+    "call_serialized",
+    "deserialize",
+    "interactive",
+    "namespace_of_thread",
+    "serialize",
+]
 
 _INBAND_LIMIT = 64 * 1024
 F = TypeVar("F", bound=Callable[..., Any])
@@ -182,6 +191,43 @@ def serialize(obj: Any) -> Payload:
     stream = io.BytesIO()
     _Pickler(stream, protocol=5, buffer_callback=out_of_band).dump(obj)
     return Payload(stream.getvalue(), tuple(buffers))
+
+
+_functions = _Cache(64)
+namespace_of_thread = threading.local()  # the namespace of the task this thread runs, if any
+
+
+def bind(fn: Any, namespace: dict[str, Any]) -> Any:
+    """Give an interactive function (from `__main__`, sent by value, or marked) `namespace`
+    as its globals, adding to it the globals the function brought along that it lacks."""
+    if not isinstance(fn, types.FunctionType):
+        return fn
+    interactive = getattr(fn, "__actorcluster_interactive__", False)
+    if not interactive and fn.__module__ not in ("__main__", "__mp_main__", None):
+        return fn
+    defined = fn.__globals__
+    for name in global_names(fn.__code__):
+        if name not in namespace and name in defined:
+            namespace[name] = defined[name]
+    bound = types.FunctionType(fn.__code__, namespace, fn.__name__, fn.__defaults__, fn.__closure__)
+    bound.__kwdefaults__ = fn.__kwdefaults__
+    return bound
+
+
+def call_serialized(data: bytes, *args: Any) -> Any:
+    """Call the function pickled in `data` (rebuilt once per distinct `data`) with `args`.
+
+    Lets a map send its function's bytes once per chunk instead of pickling it again. An
+    interactive function runs with the namespace of the task that calls it.
+    """
+    fn = _functions.get(data)
+    if fn is None:
+        fn = pickle.loads(data)
+        _functions.put(data, fn)
+    namespace = getattr(namespace_of_thread, "namespace", None)
+    if namespace is not None:
+        fn = bind(fn, namespace)
+    return fn(*args)
 
 
 def deserialize(payload: Payload | tuple[bytes, Sequence[Any]]) -> Any:

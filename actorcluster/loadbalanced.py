@@ -1,0 +1,189 @@
+"""LoadBalancedView: tasks go to whichever engine the scheduler picks."""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+from collections.abc import Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any
+
+from actorcluster.actors.messages import Apply, SubmitTask
+from actorcluster.asyncresult import AsyncMapResult, AsyncResult
+from actorcluster.transport import call_serialized, serialize
+
+if TYPE_CHECKING:
+    from actorcluster.client import Client, Targets
+
+__all__ = ["LoadBalancedView"]
+
+_FLAGS = ("block", "targets", "retries")
+
+
+def _map_serialized(data: bytes, *chunks: Sequence[Any]) -> list[Any]:
+    """On an engine: map the function pickled in `data` over one chunk of each sequence."""
+    return [call_serialized(data, *args) for args in zip(*chunks, strict=False)]
+
+
+class LoadBalancedView:
+    """A view on the engine pool: each task runs on an engine the scheduler chooses.
+
+    Args:
+        client: the client to send through.
+        targets: the engines tasks may run on (None: any, including engines that join later).
+    """
+
+    def __init__(self, client: Client, targets: Targets = None, block: bool | None = None) -> None:
+        self.client = client
+        self.targets = targets
+        self.block = client.block if block is None else block
+        self.retries = 0
+
+    def __repr__(self) -> str:
+        return f"<LoadBalancedView {self.targets!r}>"
+
+    def __len__(self) -> int:
+        return (
+            len(self.client.ids)
+            if self.targets is None
+            else len(self.client._resolve(self.targets)[0])
+        )
+
+    # -- flags --------------------------------------------------------------------------
+    def set_flags(self, **flags: Any) -> None:
+        """Set `block`, `targets` and/or `retries` (re-runs of a failed task elsewhere)."""
+        for key, value in flags.items():
+            if key not in _FLAGS:
+                raise KeyError(
+                    f"unknown flag {key!r} (LoadBalancedView flags: {', '.join(_FLAGS)})"
+                )
+            if key == "retries" and (not isinstance(value, int) or value < 0):
+                raise ValueError(f"retries must be an int >= 0, not {value!r}")
+            setattr(self, key, value)
+
+    @contextlib.contextmanager
+    def temp_flags(self, **flags: Any) -> Iterator[LoadBalancedView]:
+        """Set flags for the duration of a `with` block."""
+        saved = {key: getattr(self, key) for key in flags}
+        self.set_flags(**flags)
+        try:
+            yield self
+        finally:
+            self.set_flags(**saved)
+
+    def _targets(self) -> tuple[int, ...] | None:
+        if self.targets is None or self.targets == "all":
+            return None
+        return tuple(self.client._resolve(self.targets)[0])
+
+    def _finish(self, ar: AsyncResult, block: bool | None) -> Any:
+        return ar.get() if (self.block if block is None else block) else ar
+
+    def _tasks(self, payloads: list[Any]) -> list[SubmitTask]:
+        client, targets, retries = self.client, self._targets(), self.retries
+        return [
+            SubmitTask(
+                request=Apply(msg_id=client._new_msg_id(), client=client._io_node, payload=payload),
+                targets=targets,
+                retries=retries,
+            )
+            for payload in payloads
+        ]
+
+    # -- apply --------------------------------------------------------------------------
+    def apply(self, f: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """Run `f(*args, **kwargs)` on one engine; block or not per `self.block`."""
+        return self._apply(f, args, kwargs, None)
+
+    def apply_sync(self, f: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """Run `f` on one engine and return its result."""
+        return self._apply(f, args, kwargs, True)
+
+    def apply_async(self, f: Callable[..., Any], *args: Any, **kwargs: Any) -> AsyncResult:
+        """Run `f` on one engine; return an AsyncResult at once."""
+        result: AsyncResult = self._apply(f, args, kwargs, False)
+        return result
+
+    def _apply(
+        self,
+        f: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        block: bool | None,
+    ) -> Any:
+        tasks = self._tasks([serialize((f, args, kwargs))])
+        ar = self.client._submit(tasks, fname=getattr(f, "__name__", "apply"), single=True)
+        return self._finish(ar, block)
+
+    # -- map ----------------------------------------------------------------------------
+    def map(
+        self,
+        f: Callable[..., Any],
+        *sequences: Sequence[Any],
+        block: bool | None = None,
+        chunksize: int = 1,
+        ordered: bool = True,
+    ) -> Any:
+        """`map(f, *sequences)` as tasks of `chunksize` elements, balanced over the engines.
+
+        Iterating over the (non-blocking) result yields elements as their chunks finish:
+        in order, or as they come with `ordered=False`.
+        """
+        if not sequences:
+            raise TypeError("map() needs at least one sequence")
+        if not isinstance(chunksize, int) or chunksize < 1:
+            raise ValueError(f"chunksize must be an int >= 1, not {chunksize!r}")
+        length = min(len(s) for s in sequences)
+        data = serialize(f)
+        if data.buffers:  # a function carrying large buffers: send it whole with each chunk
+            chunk_call: Callable[..., Any] = functools.partial(_map_chunk, f)
+        else:
+            chunk_call = functools.partial(_map_serialized, data.data)
+        payloads = [
+            serialize((chunk_call, tuple(s[i : i + chunksize] for s in sequences), {}))
+            for i in range(0, length, chunksize)
+        ]
+        ar = self.client._submit(
+            self._tasks(payloads),
+            AsyncMapResult,
+            fname=getattr(f, "__name__", "map"),
+            ordered=ordered,
+        )
+        return self._finish(ar, block)
+
+    def map_sync(self, f: Callable[..., Any], *sequences: Sequence[Any], **options: Any) -> Any:
+        """`map` and wait."""
+        return self.map(f, *sequences, block=True, **options)
+
+    def map_async(
+        self, f: Callable[..., Any], *sequences: Sequence[Any], **options: Any
+    ) -> AsyncMapResult:
+        """`map` without waiting."""
+        result: AsyncMapResult = self.map(f, *sequences, block=False, **options)
+        return result
+
+    def imap(
+        self, f: Callable[..., Any], *sequences: Sequence[Any], **options: Any
+    ) -> Iterator[Any]:
+        """Iterate over `map(f, *sequences)` as results arrive."""
+        return iter(self.map(f, *sequences, block=False, **options))
+
+    def parallel(
+        self, block: bool | None = None, chunksize: int = 1
+    ) -> Callable[[Callable[..., Any]], Any]:
+        """Decorate a function: `f.map(seq)` maps it over the pool; `f(x)` applies it."""
+
+        def decorate(f: Callable[..., Any]) -> Any:
+            view = self
+
+            @functools.wraps(f)
+            def call(*args: Any, **kwargs: Any) -> Any:
+                return view._apply(f, args, kwargs, block)
+
+            call.map = lambda *seqs: view.map(f, *seqs, block=block, chunksize=chunksize)  # type: ignore[attr-defined]
+            return call
+
+        return decorate
+
+
+def _map_chunk(f: Callable[..., Any], *chunks: Sequence[Any]) -> list[Any]:
+    return list(map(f, *chunks))

@@ -1,0 +1,214 @@
+"""The task scheduler: engines as a load-balanced pool.
+
+Tasks wait in one queue until an engine allowed for them has room (fewer than `hwm`
+tasks outstanding); a scheme picks among those engines. A result frees its engine's slot
+and goes to the client; a failed task with retries left runs again on another engine,
+as does every task stranded on an engine that died.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import pykka
+from actorcluster.actors.messages import (
+    EngineAdded,
+    EngineDied,
+    Hello,
+    SubmitTask,
+    TaskResult,
+    TasksFinished,
+    TasksSubmitted,
+)
+from actorcluster.actors.schemes import SCHEMES
+from actorcluster.transport import Session, SocketActor
+
+from actorcluster.error import EngineError
+
+__all__ = ["TaskScheduler"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class _Task:
+    submit: SubmitTask
+    retries: int
+    excluded: set[int] = field(default_factory=set)
+    engine: int = -1
+    last: TaskResult | None = None
+
+
+class TaskScheduler(SocketActor):
+    """Assigns tasks to engines and relays their results.
+
+    Accepts: `SubmitTask` from clients, `TaskResult` from engines, `Hello`,
+    `EngineAdded`/`EngineDied` from the Hub. Emits: requests to engines, `TaskResult` to
+    clients, `TasksSubmitted`/`TasksFinished` to the Hub. Owns: a listening ROUTER.
+
+    Args:
+        session: the cluster's session.
+        host: the interface to bind.
+        hub: the Hub to tell what went where.
+        scheme: a name in `SCHEMES`.
+        hwm: tasks an engine may hold at once (0: no limit).
+    """
+
+    verify_buffers = False  # payloads pass through unread; their users check them
+
+    def __init__(
+        self,
+        session: Session,
+        host: str,
+        hub: pykka.ActorRef[Any],
+        *,
+        scheme: str = "leastload",
+        hwm: int = 4,
+    ) -> None:
+        if scheme not in SCHEMES:
+            raise ValueError(f"unknown scheme {scheme!r}: choose one of {', '.join(SCHEMES)}")
+        super().__init__(session, name="scheduler", listen=f"tcp://{host}:0")
+        self.hub = hub
+        self.scheme = SCHEMES[scheme]
+        self.hwm = hwm
+        self.engines: dict[int, str] = {}
+        self.loads: dict[int, int] = {}
+        self.used: dict[int, float] = {}
+        self.queue: deque[_Task] = deque()
+        self.running: dict[str, _Task] = {}
+        self._submitted: list[tuple[str, int, str]] = []
+        self._finished: list[tuple[str, int, str]] = []
+
+    def on_receive(self, message: Any) -> Any:
+        match message:
+            case SubmitTask(retries=retries):
+                self.queue.append(_Task(message, retries))
+                self._assign()
+            case TaskResult():
+                self._result(message)
+            case Hello():
+                return True
+            case EngineAdded(id=engine, node=node):
+                self.engines[engine] = node
+                self.loads[engine] = 0
+                self.used[engine] = 0.0
+                self._assign()
+            case EngineDied(id=engine, reason=reason):
+                self._engine_died(engine, reason)
+        return None
+
+    @property
+    def unassigned(self) -> int:
+        """Tasks waiting for an engine."""
+        return len(self.queue)
+
+    def _room(self, engine: int) -> bool:
+        return self.hwm == 0 or self.loads[engine] < self.hwm
+
+    def _assign(self) -> None:
+        """Give waiting tasks to engines with room, in order; skip tasks that must wait."""
+        if not self.engines or not any(self._room(e) for e in self.engines):
+            return
+        waiting: deque[_Task] = deque()
+        while self.queue:
+            task = self.queue.popleft()
+            targets = task.submit.targets
+            allowed = [
+                e for e in (self.engines if targets is None else targets)
+                if e in self.engines and e not in task.excluded
+            ]  # fmt: skip
+            if not allowed:
+                if task.last is not None and targets is None:
+                    self._to_client(task, task.last)  # failed on every engine there is
+                else:
+                    waiting.append(task)  # its engines may still come
+                continue
+            free = [e for e in allowed if self._room(e)]
+            if not free:
+                waiting.append(task)
+                if all(not self._room(e) for e in self.engines):
+                    break  # every engine is full: nothing behind it can run either
+                continue
+            self._send(task, self.scheme(free, self.loads, self.used))
+        waiting.extend(self.queue)
+        self.queue = waiting
+
+    def _send(self, task: _Task, engine: int) -> None:
+        request = replace(task.submit.request, engine=engine, reply=self.address)
+        task.engine = engine
+        self.running[request.msg_id] = task
+        self.loads[engine] += 1
+        self.used[engine] = time.monotonic()
+        self.send(f"actor://{self.engines[engine]}/engine", request)
+        self._submitted.append((request.msg_id, engine, request.client))
+
+    def _result(self, result: TaskResult) -> None:
+        task = self.running.pop(result.msg_id, None)
+        if task is None:
+            logger.debug("result of unknown or already failed task %s", result.msg_id)
+            return
+        if task.engine in self.loads:
+            self.loads[task.engine] -= 1
+        self._finished.append((result.msg_id, result.engine, result.status))
+        if result.status == "error" and task.retries > 0:
+            task.last = result
+            self._retry(task)
+        else:
+            self._to_client(task, result)
+        self._assign()
+
+    def _retry(self, task: _Task) -> None:
+        task.retries -= 1
+        task.excluded.add(task.engine)
+        task.engine = -1
+        self.queue.appendleft(task)
+
+    def _engine_died(self, engine: int, reason: str) -> None:
+        self.engines.pop(engine, None)
+        self.loads.pop(engine, None)
+        self.used.pop(engine, None)
+        for msg_id, task in list(self.running.items()):
+            if task.engine != engine:
+                continue
+            del self.running[msg_id]
+            self._finished.append((msg_id, engine, "error"))
+            if task.retries > 0:
+                self._retry(task)
+            else:
+                now = time.time()
+                error = EngineError(f"engine {engine} died while running task {msg_id} ({reason})")
+                self._to_client(
+                    task,
+                    TaskResult(
+                        msg_id=msg_id,
+                        engine=engine,
+                        status="error",
+                        error=error,
+                        metadata={"started": None, "completed": now},
+                    ),
+                )
+        self._assign()
+
+    def _to_client(self, task: _Task, result: TaskResult) -> None:
+        self.send(f"actor://{task.submit.request.client}/client", result)
+
+    def flush(self) -> None:
+        if self._submitted:
+            self.hub.tell(
+                TasksSubmitted(
+                    tasks=tuple(self._submitted), balanced=True, unassigned=len(self.queue)
+                )
+            )
+            self._submitted = []
+        if self._finished:
+            self.hub.tell(
+                TasksFinished(
+                    tasks=tuple(self._finished), balanced=True, unassigned=len(self.queue)
+                )
+            )
+            self._finished = []
+        super().flush()

@@ -1,0 +1,149 @@
+"""The load-balanced view and the task scheduler: schemes, limits, retries, engine churn."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import pytest
+from actorcluster.actors.schemes import SCHEMES
+
+from actorcluster import Client, Cluster, LoadBalancedView
+from actorcluster.error import EngineError, RemoteError
+from tests.conftest import wait_until
+
+
+def test_map_equals_the_serial_map_in_every_chunking(rc: Client) -> None:
+    lview = rc.load_balanced_view()
+    serial = [x**10 for x in range(32)]
+    assert lview.map_sync(lambda x: x**10, range(32)) == serial
+    assert lview.map_sync(lambda x: x**10, range(32), chunksize=5) == serial
+    assert sorted(lview.map_async(lambda x: x**10, range(32), ordered=False)) == sorted(serial)
+    assert list(lview.imap(lambda x, y: x + y, range(5), range(5))) == [0, 2, 4, 6, 8]
+
+
+def test_apply_and_the_parallel_decorator(rc: Client) -> None:
+    lview = rc.load_balanced_view()
+    assert isinstance(lview, LoadBalancedView)
+    assert lview.apply_sync(lambda x: x + 1, 1) == 2
+    ar = lview.apply_async(lambda: "async")
+    assert ar.get(10) == "async"
+    assert ar.engine_id in (0, 1)
+
+    @lview.parallel(block=True)
+    def f(x: int) -> float:
+        return 10.0 * x**4
+
+    assert f.map(range(8)) == [10.0 * x**4 for x in range(8)]
+    assert len(lview) == 2
+
+
+def test_flags_are_checked(rc: Client) -> None:
+    lview = rc.load_balanced_view()
+    with lview.temp_flags(retries=2, block=True):
+        assert lview.retries == 2
+        assert lview.apply(lambda: 1) == 1
+    assert lview.retries == 0
+    with pytest.raises(KeyError, match="unknown flag 'color'"):
+        lview.set_flags(color="red")
+    with pytest.raises(ValueError, match="retries must be an int >= 0"):
+        lview.set_flags(retries=-1)
+    with pytest.raises(ValueError, match="chunksize must be an int >= 1"):
+        lview.map(lambda x: x, range(3), chunksize=0)
+
+
+def test_targets_limit_the_engines(rc: Client) -> None:
+    lview = rc.load_balanced_view(targets=[1])
+    ars = [lview.apply_async(lambda: 0) for _ in range(20)]
+    rc.wait(ars, timeout=10)
+    assert {ar.engine_id for ar in ars} == {1}
+
+
+def test_a_failed_task_with_retries_runs_again_on_another_engine(rc: Client) -> None:
+    rc[0]["bad"], rc[1]["bad"] = True, False
+
+    def flaky() -> str:
+        if bad:  # type: ignore[name-defined]  # noqa: F821
+            raise ValueError("this engine is bad")
+        return "ok"
+
+    def flaky_item(_: int) -> str:
+        return "ok" if not bad else str(1 / 0)  # type: ignore[name-defined]  # noqa: F821
+
+    lview = rc.load_balanced_view()
+    lview.retries = 1
+    assert lview.map_sync(flaky_item, range(20)) == ["ok"] * 20
+    lview.retries = 0
+    results = [lview.apply_async(flaky) for _ in range(20)]
+    rc.wait(results, timeout=10)
+    assert any(not r.successful() for r in results)
+    with pytest.raises(RemoteError, match="this engine is bad"):
+        next(r for r in results if not r.successful()).get(0)
+
+
+@pytest.mark.parametrize("scheme", sorted(SCHEMES))
+def test_each_scheme_distributes_work_over_the_engines(scheme: str) -> None:
+    with Cluster(n=2, mode="inprocess", scheme=scheme) as rc:
+        lview = rc.load_balanced_view()
+        ars = [lview.apply_async(lambda: __import__("time").sleep(0.002)) for _ in range(60)]
+        assert rc.wait(ars, timeout=30)
+        used = [ar.engine_id for ar in ars]
+        assert used.count(0) > 5 and used.count(1) > 5, used
+
+
+def test_leastload_keeps_a_slow_engine_from_hoarding_work() -> None:
+    with Cluster(n=2, mode="inprocess", hwm=1) as rc:
+        rc[0]["delay"], rc[1]["delay"] = 0.2, 0.0
+
+        def work() -> None:
+            time.sleep(delay)  # type: ignore[name-defined]  # noqa: F821
+
+        lview = rc.load_balanced_view()
+        ars = [lview.apply_async(work) for _ in range(40)]
+        assert rc.wait(ars, timeout=30)
+        used = [ar.engine_id for ar in ars]
+        assert used.count(0) <= 5 < used.count(1), used
+
+
+def test_tasks_wait_for_an_engine_and_run_once_one_joins() -> None:
+    cluster = Cluster(n=0, mode="inprocess")
+    with cluster as rc:
+        ar = rc.load_balanced_view().apply_async(lambda: "ran")
+        assert not ar.wait(0.1)
+        assert rc.queue_status()["unassigned"] in (0, 1)
+        cluster.add_engines(1)
+        assert ar.get(10) == "ran"
+
+
+@pytest.mark.slow
+def test_a_killed_engines_task_completes_elsewhere_with_retries() -> None:
+    with Cluster(n=2, hwm=1) as rc:
+        pids = {i: info["pid"] for i, info in rc.hub_status()["engines"].items()}
+        lview = rc.load_balanced_view()
+        lview.retries = 1
+        rc[:].execute("import os, time", block=True)
+        ar = lview.apply_async(lambda: time.sleep(2) or os.getpid())  # type: ignore[func-returns-value]
+        wait_until(
+            lambda: any(s["tasks"] for k, s in rc.queue_status().items() if k != "unassigned"),
+            timeout=10,
+        )
+        victim = next(k for k, s in rc.queue_status().items() if k != "unassigned" and s["tasks"])
+        os.kill(pids[victim], signal.SIGKILL)
+        survivor = pids[1 - victim]
+        assert ar.get(timeout=20) == survivor
+        lview.retries = 0
+        ar = lview.apply_async(lambda: time.sleep(30))
+        wait_until(lambda: rc.queue_status().get(1 - victim, {}).get("tasks") == 1, timeout=10)
+        os.kill(survivor, signal.SIGKILL)
+        with pytest.raises(EngineError, match="died while running task"):
+            ar.get(timeout=10)
+
+
+@pytest.mark.slow
+def test_twenty_thousand_tasks_none_lost_or_duplicated(prc: Client) -> None:
+    lview = prc.load_balanced_view()
+    ars = [lview.apply_async(lambda i=i: i) for i in range(20_000)]
+    assert prc.wait(ars, timeout=120)
+    assert [ar.get(0) for ar in ars] == list(range(20_000))
+    assert len({m for ar in ars for m in ar.msg_ids}) == 20_000
