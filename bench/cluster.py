@@ -47,6 +47,10 @@ def _noop() -> None:
     return None
 
 
+def _noop_item(_: object) -> None:
+    return None
+
+
 def measure(lib: str, calls: int, tasks: int) -> dict[str, Any]:
     """Run every workload against `lib` in this process; return the numbers."""
     import numpy as np
@@ -85,6 +89,28 @@ def measure(lib: str, calls: int, tasks: int) -> dict[str, Any]:
             ar.get(timeout=600)
         out["direct_tasks_per_s"] = tasks / (time.perf_counter() - t)
 
+        lview = rc.load_balanced_view()
+        for _ in range(100):
+            lview.apply_sync(_noop)
+        rtts = []
+        for _ in range(calls):
+            t = time.perf_counter()
+            lview.apply_sync(_noop)
+            rtts.append(time.perf_counter() - t)
+        rtts.sort()
+        out["lb_rtt_median_ms"] = statistics.median(rtts) * 1e3
+        out["lb_rtt_p99_ms"] = rtts[int(0.99 * len(rtts))] * 1e3
+        t = time.perf_counter()
+        ars = [lview.apply_async(_noop) for _ in range(tasks)]
+        for ar in ars:
+            ar.get(timeout=600)
+        out["lb_tasks_per_s"] = tasks / (time.perf_counter() - t)
+        for label, chunk in (("lb_map_default", None), ("lb_map_100", 100)):
+            t = time.perf_counter()
+            options = {} if chunk is None else {"chunksize": chunk}
+            lview.map_sync(_noop_item, range(tasks), **options)
+            out[label] = tasks / (time.perf_counter() - t)
+
         array = np.random.default_rng(0).random(ARRAY_MB * 2**20 // 8)
         v0.push({"big": array}, block=True)  # warm up the first transfer's page faults
         pushes, pulls = [], []
@@ -111,11 +137,26 @@ def measure(lib: str, calls: int, tasks: int) -> dict[str, Any]:
     return out
 
 
+_LOWER_IS_BETTER = {
+    "startup_s",
+    "rtt_median_ms",
+    "rtt_p99_ms",
+    "lb_rtt_median_ms",
+    "lb_rtt_p99_ms",
+    "controller_rss_MB",
+    "engine_rss_MB",
+}
+
 ROWS = [
     ("start-up to 2 engines (s)", "startup_s", "< 1 s"),
     ("direct round trip, median (ms)", "rtt_median_ms", "< 0.5 ms"),
     ("direct round trip, p99 (ms)", "rtt_p99_ms", ""),
     ("no-op apply_async to one engine (tasks/s)", "direct_tasks_per_s", ">= 10,000"),
+    ("load-balanced round trip, median (ms)", "lb_rtt_median_ms", "< 0.7 ms"),
+    ("load-balanced round trip, p99 (ms)", "lb_rtt_p99_ms", ""),
+    ("no-op load-balanced apply_async (tasks/s)", "lb_tasks_per_s", ">= 5,000"),
+    ("map of a no-op, default chunksize (items/s)", "lb_map_default", ""),
+    ("map of a no-op, chunksize=100 (items/s)", "lb_map_100", ""),
     ("push 100 MB (MB/s)", "push_MBps", ">= 1,500"),
     ("pull 100 MB (MB/s)", "pull_MBps", ">= 1,500"),
     ("controller RSS (MB)", "controller_rss_MB", "< 150"),
@@ -188,14 +229,10 @@ def main() -> None:
     for label, key, target in ROWS:
         a = (ours or {}).get(key)
         b = (theirs or {}).get(key)
-        ratio = (
-            f"{b / a:7.1f}x"
-            if a
-            and b
-            and key
-            in ("startup_s", "rtt_median_ms", "rtt_p99_ms", "controller_rss_MB", "engine_rss_MB")
-            else (f"{a / b:7.1f}x" if a and b else "      -")
-        )
+        if not (a and b):
+            ratio = "      -"
+        else:
+            ratio = f"{(b / a if key in _LOWER_IS_BETTER else a / b):7.1f}x"
         fa = f"{a:13.2f}" if isinstance(a, float) else f"{'-':>13s}"
         fb = f"{b:12.2f}" if isinstance(b, float) else f"{'-':>12s}"
         print(f"{label:44s} {fb} {fa} {ratio}  {target}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from concurrent.futures import Future
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -175,3 +176,10 @@ def test_wait_interactive_shows_progress(rc: Client, capsys: pytest.CaptureFixtu
     ar = rc[:].apply_async(lambda: 1)
     ar.wait_interactive(interval=0.01, timeout=10)
     assert ar.get(0) == [1, 1]
+
+
+def test_run_executes_a_file_on_every_engine(rc: Client, tmp_path: Path) -> None:
+    script = tmp_path / "setup.py"
+    script.write_text("ran = 'yes'\n")
+    rc[:].run(str(script), block=True)
+    assert rc[:]["ran"] == ["yes", "yes"]
