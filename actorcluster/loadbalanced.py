@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import contextlib
 import functools
 from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
+from actorcluster._viewbase import View
 from actorcluster.actors.messages import Apply, SubmitTask
-from actorcluster.asyncresult import AsyncMapResult, AsyncResult
+from actorcluster.asyncresult import AsyncMapResult
 from actorcluster.transport import call_serialized, serialize
 
 if TYPE_CHECKING:
@@ -16,15 +16,13 @@ if TYPE_CHECKING:
 
 __all__ = ["LoadBalancedView"]
 
-_FLAGS = ("block", "targets", "retries")
-
 
 def _map_serialized(data: bytes, *chunks: Sequence[Any]) -> list[Any]:
     """On an engine: map the function pickled in `data` over one chunk of each sequence."""
     return [call_serialized(data, *args) for args in zip(*chunks, strict=False)]
 
 
-class LoadBalancedView:
+class LoadBalancedView(View):
     """A view on the engine pool: each task runs on an engine the scheduler chooses.
 
     Args:
@@ -32,14 +30,11 @@ class LoadBalancedView:
         targets: the engines tasks may run on (None: any, including engines that join later).
     """
 
-    def __init__(self, client: Client, targets: Targets = None, block: bool | None = None) -> None:
-        self.client = client
-        self.targets = targets
-        self.block = client.block if block is None else block
-        self.retries = 0
+    flags = ("block", "targets", "retries")
 
-    def __repr__(self) -> str:
-        return f"<LoadBalancedView {self.targets!r}>"
+    def __init__(self, client: Client, targets: Targets = None, block: bool | None = None) -> None:
+        super().__init__(client, targets, block)
+        self.retries = 0
 
     def __len__(self) -> int:
         return (
@@ -48,35 +43,14 @@ class LoadBalancedView:
             else len(self.client._resolve(self.targets)[0])
         )
 
-    # -- flags --------------------------------------------------------------------------
-    def set_flags(self, **flags: Any) -> None:
-        """Set `block`, `targets` and/or `retries` (re-runs of a failed task elsewhere)."""
-        for key, value in flags.items():
-            if key not in _FLAGS:
-                raise KeyError(
-                    f"unknown flag {key!r} (LoadBalancedView flags: {', '.join(_FLAGS)})"
-                )
-            if key == "retries" and (not isinstance(value, int) or value < 0):
-                raise ValueError(f"retries must be an int >= 0, not {value!r}")
-            setattr(self, key, value)
-
-    @contextlib.contextmanager
-    def temp_flags(self, **flags: Any) -> Iterator[LoadBalancedView]:
-        """Set flags for the duration of a `with` block."""
-        saved = {key: getattr(self, key) for key in flags}
-        self.set_flags(**flags)
-        try:
-            yield self
-        finally:
-            self.set_flags(**saved)
+    def _check_flag(self, key: str, value: Any) -> None:
+        if key == "retries" and (not isinstance(value, int) or value < 0):
+            raise ValueError(f"retries must be an int >= 0, not {value!r}")
 
     def _targets(self) -> tuple[int, ...] | None:
         if self.targets is None or self.targets == "all":
             return None
         return tuple(self.client._resolve(self.targets)[0])
-
-    def _finish(self, ar: AsyncResult, block: bool | None) -> Any:
-        return ar.get() if (self.block if block is None else block) else ar
 
     def _tasks(self, payloads: list[Any]) -> list[SubmitTask]:
         client, targets, retries = self.client, self._targets(), self.retries
@@ -90,19 +64,6 @@ class LoadBalancedView:
         ]
 
     # -- apply --------------------------------------------------------------------------
-    def apply(self, f: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        """Run `f(*args, **kwargs)` on one engine; block or not per `self.block`."""
-        return self._apply(f, args, kwargs, None)
-
-    def apply_sync(self, f: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        """Run `f` on one engine and return its result."""
-        return self._apply(f, args, kwargs, True)
-
-    def apply_async(self, f: Callable[..., Any], *args: Any, **kwargs: Any) -> AsyncResult:
-        """Run `f` on one engine; return an AsyncResult at once."""
-        result: AsyncResult = self._apply(f, args, kwargs, False)
-        return result
-
     def _apply(
         self,
         f: Callable[..., Any],

@@ -9,8 +9,9 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
+from actorcluster._viewbase import View
 from actorcluster.actors.messages import Apply, Execute, Pull, Push
-from actorcluster.asyncresult import AsyncMapResult, AsyncResult
+from actorcluster.asyncresult import AsyncMapResult
 from actorcluster.transport import serialize
 
 if TYPE_CHECKING:
@@ -30,7 +31,7 @@ def _map_chunk(f: Callable[..., Any], *chunks: Sequence[Any]) -> list[Any]:
     return list(map(f, *chunks))
 
 
-class DirectView:
+class DirectView(View):
     """A view on engines chosen by id (the spec's multiengine interface).
 
     Args:
@@ -40,36 +41,10 @@ class DirectView:
     """
 
     def __init__(self, client: Client, targets: Targets = "all", block: bool | None = None) -> None:
-        self.client = client
-        self.targets = targets
-        self.block = client.block if block is None else block
-
-    def __repr__(self) -> str:
-        return f"<DirectView {self.targets!r}>"
+        super().__init__(client, targets, block)
 
     def __len__(self) -> int:
         return len(self.client._resolve(self.targets)[0])
-
-    # -- flags --------------------------------------------------------------------------
-    def set_flags(self, **flags: Any) -> None:
-        """Set `block` and/or `targets`."""
-        for key, value in flags.items():
-            if key not in ("block", "targets"):
-                raise KeyError(f"unknown flag {key!r} (DirectView flags: block, targets)")
-            setattr(self, key, value)
-
-    @contextlib.contextmanager
-    def temp_flags(self, **flags: Any) -> Iterator[DirectView]:
-        """Set flags for the duration of a `with` block."""
-        saved = {key: getattr(self, key) for key in flags}
-        self.set_flags(**flags)
-        try:
-            yield self
-        finally:
-            self.set_flags(**saved)
-
-    def _finish(self, ar: AsyncResult, block: bool | None) -> Any:
-        return ar.get() if (self.block if block is None else block) else ar
 
     def _send(self, make: Callable[..., Any], fname: str, block: bool | None, **fields: Any) -> Any:
         engines, single = self.client._resolve(self.targets)
@@ -81,19 +56,6 @@ class DirectView:
         return self._finish(client._submit(requests, fname=fname, single=single), block)
 
     # -- apply --------------------------------------------------------------------------
-    def apply(self, f: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        """Call `f(*args, **kwargs)` on every target; block or not per `self.block`."""
-        return self._apply(f, args, kwargs, None)
-
-    def apply_sync(self, f: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        """Call `f` on every target and return the result(s)."""
-        return self._apply(f, args, kwargs, True)
-
-    def apply_async(self, f: Callable[..., Any], *args: Any, **kwargs: Any) -> AsyncResult:
-        """Call `f` on every target; return an AsyncResult at once."""
-        result: AsyncResult = self._apply(f, args, kwargs, False)
-        return result
-
     def _apply(
         self,
         f: Callable[..., Any],
