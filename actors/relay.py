@@ -25,9 +25,8 @@ from actorcluster.actors.messages import (
     Request,
     ShutdownEngine,
     TaskResult,
-    TasksFinished,
-    TasksSubmitted,
 )
+from actorcluster.actors.report import HubReport, Nudge
 from actorcluster.transport import Session, SocketActor
 
 from actorcluster.error import EngineError
@@ -53,8 +52,7 @@ class MuxRelay(SocketActor):
         self.hub = hub
         self.engines: dict[int, str] = {}
         self.pending: dict[str, tuple[str, int]] = {}
-        self._submitted: list[tuple[str, int, str]] = []
-        self._finished: list[tuple[str, int, str]] = []
+        self.report = HubReport(hub, balanced=False)
 
     def on_receive(self, message: Any) -> Any:
         match message:
@@ -64,6 +62,8 @@ class MuxRelay(SocketActor):
                 self._request(message)
             case Hello():
                 return True
+            case Nudge():
+                self.report.nudge_pending = False
             case EngineAdded(id=engine, node=node):
                 self.engines[engine] = node
             case EngineDied(id=engine, reason=reason):
@@ -80,7 +80,7 @@ class MuxRelay(SocketActor):
             return
         self.pending[request.msg_id] = (request.client, request.engine)
         self.send(f"actor://{node}/engine", request)
-        self._submitted.append((request.msg_id, request.engine, request.client))
+        self.report.submitted.append((request.msg_id, request.engine, request.client))
 
     def _result(self, result: TaskResult) -> None:
         pending = self.pending.pop(result.msg_id, None)
@@ -88,7 +88,7 @@ class MuxRelay(SocketActor):
             logger.debug("result of unknown or already failed task %s", result.msg_id)
             return
         self._to_client(pending[0], result)
-        self._finished.append((result.msg_id, result.engine, result.status))
+        self.report.finished.append((result.msg_id, result.engine, result.status))
 
     def _engine_died(self, engine: int, reason: str) -> None:
         self.engines.pop(engine, None)
@@ -97,19 +97,15 @@ class MuxRelay(SocketActor):
                 del self.pending[msg_id]
                 error = EngineError(f"engine {engine} died while running task {msg_id} ({reason})")
                 self._to_client(client, _failed(msg_id, engine, error))
-                self._finished.append((msg_id, engine, "error"))
+                self.report.finished.append((msg_id, engine, "error"))
 
     def _to_client(self, client: str, result: TaskResult) -> None:
         if client:  # the controller's own requests (shutdown) have no client
             self.send(f"actor://{client}/client", result)
 
     def flush(self) -> None:
-        if self._submitted:
-            self.hub.tell(TasksSubmitted(tasks=tuple(self._submitted)))
-            self._submitted = []
-        if self._finished:
-            self.hub.tell(TasksFinished(tasks=tuple(self._finished)))
-            self._finished = []
+        if self.report.flush(0):
+            self.call_later(self.report.interval, Nudge())
         super().flush()
 
 

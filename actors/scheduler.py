@@ -21,9 +21,8 @@ from actorcluster.actors.messages import (
     Hello,
     SubmitTask,
     TaskResult,
-    TasksFinished,
-    TasksSubmitted,
 )
+from actorcluster.actors.report import HubReport, Nudge
 from actorcluster.actors.schemes import SCHEMES
 from actorcluster.transport import Session, SocketActor
 
@@ -80,8 +79,7 @@ class TaskScheduler(SocketActor):
         self.used: dict[int, float] = {}
         self.queue: deque[_Task] = deque()
         self.running: dict[str, _Task] = {}
-        self._submitted: list[tuple[str, int, str]] = []
-        self._finished: list[tuple[str, int, str]] = []
+        self.report = HubReport(hub, balanced=True)
 
     def on_receive(self, message: Any) -> Any:
         match message:
@@ -92,6 +90,8 @@ class TaskScheduler(SocketActor):
                 self._result(message)
             case Hello():
                 return True
+            case Nudge():
+                self.report.nudge_pending = False
             case EngineAdded(id=engine, node=node):
                 self.engines[engine] = node
                 self.loads[engine] = 0
@@ -144,7 +144,7 @@ class TaskScheduler(SocketActor):
         self.loads[engine] += 1
         self.used[engine] = time.monotonic()
         self.send(f"actor://{self.engines[engine]}/engine", request)
-        self._submitted.append((request.msg_id, engine, request.client))
+        self.report.submitted.append((request.msg_id, engine, request.client))
 
     def _result(self, result: TaskResult) -> None:
         task = self.running.pop(result.msg_id, None)
@@ -153,7 +153,7 @@ class TaskScheduler(SocketActor):
             return
         if task.engine in self.loads:
             self.loads[task.engine] -= 1
-        self._finished.append((result.msg_id, result.engine, result.status))
+        self.report.finished.append((result.msg_id, result.engine, result.status))
         if result.status == "error" and task.retries > 0:
             task.last = result
             self._retry(task)
@@ -175,7 +175,7 @@ class TaskScheduler(SocketActor):
             if task.engine != engine:
                 continue
             del self.running[msg_id]
-            self._finished.append((msg_id, engine, "error"))
+            self.report.finished.append((msg_id, engine, "error"))
             if task.retries > 0:
                 self._retry(task)
             else:
@@ -197,18 +197,6 @@ class TaskScheduler(SocketActor):
         self.send(f"actor://{task.submit.request.client}/client", result)
 
     def flush(self) -> None:
-        if self._submitted:
-            self.hub.tell(
-                TasksSubmitted(
-                    tasks=tuple(self._submitted), balanced=True, unassigned=len(self.queue)
-                )
-            )
-            self._submitted = []
-        if self._finished:
-            self.hub.tell(
-                TasksFinished(
-                    tasks=tuple(self._finished), balanced=True, unassigned=len(self.queue)
-                )
-            )
-            self._finished = []
+        if self.report.flush(len(self.queue)):
+            self.call_later(self.report.interval, Nudge())
         super().flush()

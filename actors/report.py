@@ -1,0 +1,66 @@
+"""Task events for the Hub, batched: the hot paths tell it at most once per interval."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import pykka
+from actorcluster.actors.messages import TasksFinished, TasksSubmitted
+
+__all__ = ["HubReport", "Nudge"]
+
+
+@dataclass(frozen=True)
+class Nudge:
+    """A timer message that only wakes its actor, so it flushes what is due."""
+
+
+class HubReport:
+    """Collect (msg_id, engine, client|status) events and tell the Hub in batches.
+
+    Telling the Hub wakes its thread: on a busy path, once per `interval` is plenty for
+    `queue_status`, and leaves the CPU to the tasks.
+
+    Args:
+        hub: the Hub.
+        balanced: whether the events are of load-balanced tasks.
+        interval: seconds between reports while events keep coming.
+    """
+
+    def __init__(self, hub: pykka.ActorRef[Any], *, balanced: bool, interval: float = 0.02) -> None:
+        self.hub = hub
+        self.balanced = balanced
+        self.interval = interval
+        self.submitted: list[tuple[str, int, str]] = []
+        self.finished: list[tuple[str, int, str]] = []
+        self._last = 0.0
+        self.nudge_pending = False
+
+    def flush(self, unassigned: int = 0) -> bool:
+        """Tell the Hub what happened if it is time; return True if a nudge is needed later."""
+        if not (self.submitted or self.finished):
+            return False
+        now = time.monotonic()
+        if now - self._last < self.interval and len(self.submitted) + len(self.finished) < 4096:
+            if self.nudge_pending:
+                return False
+            self.nudge_pending = True
+            return True
+        self._last = now
+        if self.submitted:
+            self.hub.tell(
+                TasksSubmitted(
+                    tasks=tuple(self.submitted), balanced=self.balanced, unassigned=unassigned
+                )
+            )
+            self.submitted = []
+        if self.finished:
+            self.hub.tell(
+                TasksFinished(
+                    tasks=tuple(self.finished), balanced=self.balanced, unassigned=unassigned
+                )
+            )
+            self.finished = []
+        return False
