@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from actorcluster.actors.messages import (
+    AbortTasks,
     ClientConfig,
     ConnectClient,
     EngineRegistered,
@@ -46,7 +47,7 @@ class Send:
     """Send `requests` to `address` (the relay or the scheduler)."""
 
     address: str
-    requests: list[Request | SubmitTask]
+    requests: list[Request | SubmitTask | AbortTasks]
 
 
 class ClientIO(SocketActor):

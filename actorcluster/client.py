@@ -15,6 +15,7 @@ from typing import Any
 from actorcluster._io import ClientIO, Connect, Send
 from actorcluster.actors.messages import (
     Abort,
+    AbortTasks,
     Clear,
     ClientConfig,
     HubStatus,
@@ -285,10 +286,17 @@ class Client:
         if jobs is None:
             return self._control(lambda **kw: Abort(msg_ids=(), **kw), targets, block)
         by_engine: dict[int, list[str]] = {}
+        balanced: list[str] = []
         for msg_id in self._msg_ids(jobs):
             if msg_id not in self._targets:
                 raise UnknownTask(f"unknown msg_id {msg_id!r} (not submitted by this client)")
-            by_engine.setdefault(self._targets[msg_id], []).append(msg_id)
+            if self._targets[msg_id] == -1:
+                balanced.append(msg_id)  # the scheduler knows where (or whether) it runs
+            else:
+                by_engine.setdefault(self._targets[msg_id], []).append(msg_id)
+        if balanced:
+            # on the connection the tasks went by, so the abort cannot overtake them
+            self._io.tell(Send(self._config.task, [AbortTasks(msg_ids=tuple(balanced))]))
         requests = [
             Abort(msg_id=self._new_msg_id(), client=self._io_node, engine=e, msg_ids=tuple(ids))
             for e, ids in by_engine.items()

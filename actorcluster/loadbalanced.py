@@ -75,6 +75,10 @@ class LoadBalancedView(View):
         ar = self.client._submit(tasks, fname=getattr(f, "__name__", "apply"), single=True)
         return self._finish(ar, block)
 
+    def abort(self, jobs: Any, block: bool | None = None) -> Any:
+        """Abort tasks not yet run (`jobs`: AsyncResults or msg_ids); they raise `TaskAborted`."""
+        return self.client.abort(jobs, block=block)
+
     # -- map ----------------------------------------------------------------------------
     def map(
         self,

@@ -226,8 +226,9 @@ class Engine(SocketActor):
                         request.msg_id,
                         "aborted",
                         TaskAborted(f"task {request.msg_id} was aborted before it ran"),
+                        request.reply,
                     )
-                self._answer(message.msg_id, "ok")
+                self._answer(message.msg_id, "ok", reply=message.reply)
             case Terminated(address=address, reason=reason):
                 logger.warning(
                     "engine %d: the controller at %s went away (%s); stopping",
@@ -247,7 +248,9 @@ class Engine(SocketActor):
                 self.stop()
         return None
 
-    def _answer(self, msg_id: str, status: str, error: BaseException | None = None) -> None:
+    def _answer(
+        self, msg_id: str, status: str, error: BaseException | None = None, reply: str = ""
+    ) -> None:
         now = time.time()
         result = TaskResult(
             msg_id=msg_id,
@@ -256,7 +259,7 @@ class Engine(SocketActor):
             error=error,
             metadata={"started": now, "completed": now, "engine_uuid": self.uuid},
         )
-        self.send(self.info["relay"], result)
+        self.send(reply or self.info["relay"], result)
 
     def _after_stop(self) -> None:
         try:

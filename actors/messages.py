@@ -154,6 +154,13 @@ class SubmitTask(Message):
 
 
 @dataclass(frozen=True, kw_only=True)
+class AbortTasks(Message):
+    """A client asks the scheduler to abort these load-balanced tasks if not yet run."""
+
+    msg_ids: tuple[str, ...]
+
+
+@dataclass(frozen=True, kw_only=True)
 class TaskResult(Message):
     """The outcome of a request: a value (serialized) or an error, and its metadata."""
 

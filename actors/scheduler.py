@@ -16,6 +16,8 @@ from typing import Any
 
 import pykka
 from actorcluster.actors.messages import (
+    Abort,
+    AbortTasks,
     EngineAdded,
     EngineDied,
     Hello,
@@ -26,7 +28,7 @@ from actorcluster.actors.report import HubReport, Nudge
 from actorcluster.actors.schemes import SCHEMES
 from actorcluster.transport import Session, SocketActor
 
-from actorcluster.error import EngineError
+from actorcluster.error import EngineError, TaskAborted
 
 __all__ = ["TaskScheduler"]
 
@@ -88,6 +90,8 @@ class TaskScheduler(SocketActor):
                 self._assign()
             case TaskResult():
                 self._result(message)
+            case AbortTasks(msg_ids=msg_ids):
+                self._abort(set(msg_ids))
             case Hello():
                 return True
             case Nudge():
@@ -161,6 +165,39 @@ class TaskScheduler(SocketActor):
             self._to_client(task, result)
         self._assign()
 
+    def _abort(self, msg_ids: set[str]) -> None:
+        """Answer waiting tasks with `TaskAborted`; ask engines to drop the ones they hold."""
+        kept: deque[_Task] = deque()
+        for task in self.queue:
+            msg_id = task.submit.request.msg_id
+            if msg_id in msg_ids:
+                self._to_client(
+                    task,
+                    _failed(
+                        msg_id,
+                        -1,
+                        "aborted",
+                        TaskAborted(f"task {msg_id} was aborted before it ran"),
+                    ),
+                )
+            else:
+                kept.append(task)
+        self.queue = kept
+        by_engine: dict[int, list[str]] = {}
+        for msg_id in msg_ids:
+            held = self.running.get(msg_id)
+            if held is not None:
+                by_engine.setdefault(held.engine, []).append(msg_id)
+        for engine, ids in by_engine.items():
+            abort = Abort(
+                msg_id=f"abort-{ids[0]}",
+                client="",
+                engine=engine,
+                msg_ids=tuple(ids),
+                reply=self.address,
+            )
+            self.send(f"actor://{self.engines[engine]}/engine", abort)
+
     def _retry(self, task: _Task) -> None:
         task.retries -= 1
         task.excluded.add(task.engine)
@@ -179,18 +216,8 @@ class TaskScheduler(SocketActor):
             if task.retries > 0:
                 self._retry(task)
             else:
-                now = time.time()
                 error = EngineError(f"engine {engine} died while running task {msg_id} ({reason})")
-                self._to_client(
-                    task,
-                    TaskResult(
-                        msg_id=msg_id,
-                        engine=engine,
-                        status="error",
-                        error=error,
-                        metadata={"started": None, "completed": now},
-                    ),
-                )
+                self._to_client(task, _failed(msg_id, engine, "error", error))
         self._assign()
 
     def _to_client(self, task: _Task, result: TaskResult) -> None:
@@ -200,3 +227,14 @@ class TaskScheduler(SocketActor):
         if self.report.flush(len(self.queue)):
             self.call_later(self.report.interval, Nudge())
         super().flush()
+
+
+def _failed(msg_id: str, engine: int, status: str, error: BaseException) -> TaskResult:
+    now = time.time()
+    return TaskResult(
+        msg_id=msg_id,
+        engine=engine,
+        status=status,
+        error=error,
+        metadata={"started": None, "completed": now},
+    )

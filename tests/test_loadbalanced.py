@@ -10,7 +10,7 @@ import pytest
 from actorcluster.actors.schemes import SCHEMES
 
 from actorcluster import Client, Cluster, LoadBalancedView
-from actorcluster.error import EngineError, RemoteError
+from actorcluster.error import EngineError, RemoteError, TaskAborted
 from tests.conftest import wait_until
 
 
@@ -147,3 +147,17 @@ def test_twenty_thousand_tasks_none_lost_or_duplicated(prc: Client) -> None:
     assert prc.wait(ars, timeout=120)
     assert [ar.get(0) for ar in ars] == list(range(20_000))
     assert len({m for ar in ars for m in ar.msg_ids}) == 20_000
+
+
+@pytest.mark.parametrize("hwm", [1, 4], ids=["waiting-in-scheduler", "queued-on-engine"])
+def test_abort_of_waiting_load_balanced_tasks_gives_task_aborted(hwm: int) -> None:
+    with Cluster(n=1, mode="inprocess", hwm=hwm) as rc:
+        lview = rc.load_balanced_view()
+        busy = lview.apply_async(lambda: __import__("time").sleep(1.0) or "busy done")
+        waiting = [lview.apply_async(lambda i=i: i) for i in range(4)]
+        lview.abort(waiting[:2])
+        for ar in waiting[:2]:
+            with pytest.raises(TaskAborted, match=ar.msg_ids[0]):
+                ar.get(10)
+        assert [ar.get(10) for ar in waiting[2:]] == [2, 3]
+        assert busy.get(10) == "busy done"
