@@ -30,11 +30,12 @@ class LoadBalancedView(View):
         targets: the engines tasks may run on (None: any, including engines that join later).
     """
 
-    flags = ("block", "targets", "retries")
+    flags = ("block", "targets", "retries", "timeout")
 
     def __init__(self, client: Client, targets: Targets = None, block: bool | None = None) -> None:
         super().__init__(client, targets, block)
         self.retries = 0
+        self.timeout: float | None = None
 
     def __len__(self) -> int:
         return (
@@ -46,6 +47,12 @@ class LoadBalancedView(View):
     def _check_flag(self, key: str, value: Any) -> None:
         if key == "retries" and (not isinstance(value, int) or value < 0):
             raise ValueError(f"retries must be an int >= 0, not {value!r}")
+        if (
+            key == "timeout"
+            and value is not None
+            and (not isinstance(value, int | float) or value <= 0)
+        ):
+            raise ValueError(f"timeout must be a number of seconds > 0 or None, not {value!r}")
 
     def _targets(self) -> tuple[int, ...] | None:
         if self.targets is None or self.targets == "all":
@@ -53,12 +60,13 @@ class LoadBalancedView(View):
         return tuple(self.client._resolve(self.targets)[0])
 
     def _tasks(self, payloads: list[Any]) -> list[SubmitTask]:
-        client, targets, retries = self.client, self._targets(), self.retries
+        client, targets, retries, timeout = self.client, self._targets(), self.retries, self.timeout
         return [
             SubmitTask(
                 request=Apply(msg_id=client._new_msg_id(), client=client._io_node, payload=payload),
                 targets=targets,
                 retries=retries,
+                timeout=timeout,
             )
             for payload in payloads
         ]

@@ -145,12 +145,14 @@ Queued = Apply | Execute | Push | Pull | Clear
 class SubmitTask(Message):
     """A client asks the scheduler to run `request` on some engine it chooses.
 
-    `targets` limits the engines (None: any); `retries` re-runs a failed task elsewhere.
+    `targets` limits the engines (None: any); `retries` re-runs a failed task elsewhere;
+    a task still waiting for an engine after `timeout` seconds fails with `DependencyTimeout`.
     """
 
     request: Apply
     targets: tuple[int, ...] | None = None
     retries: int = 0
+    timeout: float | None = None  # seconds it may wait for an engine
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -28,11 +28,16 @@ from actorcluster.actors.report import HubReport, Nudge
 from actorcluster.actors.schemes import SCHEMES
 from actorcluster.transport import Session, SocketActor
 
-from actorcluster.error import EngineError, TaskAborted
+from actorcluster.error import DependencyTimeout, EngineError, TaskAborted
 
 __all__ = ["TaskScheduler"]
 
 logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class _Expire:
+    msg_id: str
 
 
 @dataclass
@@ -85,9 +90,13 @@ class TaskScheduler(SocketActor):
 
     def on_receive(self, message: Any) -> Any:
         match message:
-            case SubmitTask(retries=retries):
+            case SubmitTask(retries=retries, timeout=timeout):
                 self.queue.append(_Task(message, retries))
+                if timeout is not None:
+                    self.call_later(timeout, _Expire(message.request.msg_id))
                 self._assign()
+            case _Expire(msg_id=msg_id):
+                self._expire(msg_id)
             case TaskResult():
                 self._result(message)
             case AbortTasks(msg_ids=msg_ids):
@@ -197,6 +206,17 @@ class TaskScheduler(SocketActor):
                 reply=self.address,
             )
             self.send(f"actor://{self.engines[engine]}/engine", abort)
+
+    def _expire(self, msg_id: str) -> None:
+        for task in self.queue:
+            if task.submit.request.msg_id == msg_id:
+                self.queue.remove(task)
+                timeout = task.submit.timeout
+                error = DependencyTimeout(
+                    f"task {msg_id} found no engine to run on within {timeout} s"
+                )
+                self._to_client(task, _failed(msg_id, -1, "error", error))
+                return
 
     def _retry(self, task: _Task) -> None:
         task.retries -= 1

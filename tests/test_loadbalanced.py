@@ -10,7 +10,7 @@ import pytest
 from actorcluster.actors.schemes import SCHEMES
 
 from actorcluster import Client, Cluster, LoadBalancedView
-from actorcluster.error import EngineError, RemoteError, TaskAborted
+from actorcluster.error import DependencyTimeout, EngineError, RemoteError, TaskAborted
 from tests.conftest import wait_until
 
 
@@ -161,3 +161,15 @@ def test_abort_of_waiting_load_balanced_tasks_gives_task_aborted(hwm: int) -> No
                 ar.get(10)
         assert [ar.get(10) for ar in waiting[2:]] == [2, 3]
         assert busy.get(10) == "busy done"
+
+
+def test_a_task_that_finds_no_engine_in_time_fails_with_dependency_timeout() -> None:
+    with Cluster(n=0, mode="inprocess") as rc:
+        lview = rc.load_balanced_view()
+        lview.timeout = 0.2
+        ar = lview.apply_async(lambda: "never")
+        with pytest.raises(DependencyTimeout, match=r"found no engine to run on within 0.2 s"):
+            ar.get(10)
+        assert isinstance(ar.exception(), TimeoutError)
+    with pytest.raises(ValueError, match="timeout must be"):
+        lview.set_flags(timeout=-1)
