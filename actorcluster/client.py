@@ -207,7 +207,8 @@ class Client:
             return
         md = self.metadata[msg_id]
         meta = result.metadata
-        md.update(
+        dict.update(  # known keys: skip Metadata's check on this hot path
+            md,
             received=datetime.now(UTC),
             started=_date(meta.get("started")),
             completed=_date(meta.get("completed")),

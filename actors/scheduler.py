@@ -11,13 +11,14 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 import pykka
 from actorcluster.actors.messages import (
     Abort,
     AbortTasks,
+    Apply,
     EngineAdded,
     EngineDied,
     Hello,
@@ -151,7 +152,14 @@ class TaskScheduler(SocketActor):
         self.queue = waiting
 
     def _send(self, task: _Task, engine: int) -> None:
-        request = replace(task.submit.request, engine=engine, reply=self.address)
+        original = task.submit.request
+        request = Apply(
+            msg_id=original.msg_id,
+            client=original.client,
+            payload=original.payload,
+            engine=engine,
+            reply=self.address,
+        )  # not dataclasses.replace: this is the hot path
         task.engine = engine
         self.running[request.msg_id] = task
         self.loads[engine] += 1
