@@ -1,6 +1,7 @@
 """A peer process for transport tests: an echo actor listening on loopback.
 
-Run as `python -m tests.transport.peer KEY`; prints its address on stdout, then serves
+Run as `python -c 'from tests.transport.peer import main; main()' KEY` (so its message
+classes live in this module, not `__main__`); prints its address on stdout, then serves
 until its stdin closes or it is killed.
 """
 
