@@ -11,6 +11,7 @@ from actorcluster import error
 from actorcluster.asyncresult import AsyncMapResult, AsyncResult, Metadata
 from actorcluster.client import Client
 from actorcluster.cluster import Cluster
+from actorcluster.dependency import Dependency, depend, dependent, require
 from actorcluster.loadbalanced import LoadBalancedView
 from actorcluster.transport import interactive
 from actorcluster.view import DirectView
@@ -20,10 +21,14 @@ __all__ = [
     "AsyncResult",
     "Client",
     "Cluster",
+    "Dependency",
     "DirectView",
     "LoadBalancedView",
     "Metadata",
+    "depend",
+    "dependent",
     "error",
     "interactive",
+    "require",
 ]
 __version__ = "0.1.0"

@@ -29,7 +29,7 @@ from actorcluster.actors.report import HubReport, Nudge
 from actorcluster.actors.schemes import SCHEMES
 from actorcluster.transport import Session, SocketActor
 
-from actorcluster.error import DependencyTimeout, EngineError, TaskAborted
+from actorcluster.error import DependencyTimeout, EngineError, ImpossibleDependency, TaskAborted
 
 __all__ = ["TaskScheduler"]
 
@@ -136,8 +136,8 @@ class TaskScheduler(SocketActor):
                 if e in self.engines and e not in task.excluded
             ]  # fmt: skip
             if not allowed:
-                if task.last is not None and targets is None:
-                    self._to_client(task, task.last)  # failed on every engine there is
+                if task.last is not None:
+                    self._to_client(task, task.last)  # failed on every engine it may use
                 else:
                     waiting.append(task)  # its engines may still come
                 continue
@@ -175,7 +175,17 @@ class TaskScheduler(SocketActor):
         if task.engine in self.loads:
             self.loads[task.engine] -= 1
         self.report.finished.append((result.msg_id, result.engine, result.status))
-        if result.status == "error" and task.retries > 0:
+        if result.status == "error" and getattr(result.error, "ename", None) == "UnmetDependency":
+            # not this engine: try another, without using up a retry
+            msg_id = result.msg_id
+            task.last = _failed(msg_id, -1, "error", ImpossibleDependency(
+                f"task {msg_id} has unmet dependencies on every engine it may use "
+                f"(tried {sorted(task.excluded | {task.engine})}): {result.error}"
+            ))  # fmt: skip
+            task.excluded.add(task.engine)
+            task.engine = -1
+            self.queue.appendleft(task)
+        elif result.status == "error" and task.retries > 0:
             task.last = result
             self._retry(task)
         else:

@@ -40,9 +40,13 @@ def twobin(candidates: Sequence[int], loads: dict[int, int], used: dict[int, flo
 
 
 def weighted(candidates: Sequence[int], loads: dict[int, int], used: dict[int, float]) -> int:
-    """At random, weighted by the inverse of each engine's load."""
+    """Two engines at random, weighted by the inverse of their loads; the less loaded one."""
+    if len(candidates) == 1:
+        return candidates[0]
     weights = np.array([1.0 / (1 + loads[e]) for e in candidates])
-    return int(candidates[int(np.random.choice(len(candidates), p=weights / weights.sum()))])
+    a, b = np.random.choice(len(candidates), size=2, replace=False, p=weights / weights.sum())
+    first, second = candidates[int(a)], candidates[int(b)]
+    return first if loads[first] <= loads[second] else second
 
 
 SCHEMES: dict[str, Scheme] = {
