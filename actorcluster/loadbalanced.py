@@ -8,7 +8,8 @@ from typing import TYPE_CHECKING, Any
 
 from actorcluster._viewbase import View
 from actorcluster.actors.messages import Apply, SubmitTask
-from actorcluster.asyncresult import AsyncMapResult
+from actorcluster.asyncresult import AsyncMapResult, AsyncResult
+from actorcluster.dependency import Dependency
 from actorcluster.transport import call_serialized, serialize
 
 if TYPE_CHECKING:
@@ -30,12 +31,14 @@ class LoadBalancedView(View):
         targets: the engines tasks may run on (None: any, including engines that join later).
     """
 
-    flags = ("block", "targets", "retries", "timeout")
+    flags = ("block", "targets", "retries", "timeout", "after", "follow")
 
     def __init__(self, client: Client, targets: Targets = None, block: bool | None = None) -> None:
         super().__init__(client, targets, block)
         self.retries = 0
         self.timeout: float | None = None
+        self.after: Any = None
+        self.follow: Any = None
 
     def __len__(self) -> int:
         return (
@@ -61,15 +64,32 @@ class LoadBalancedView(View):
 
     def _tasks(self, payloads: list[Any]) -> list[SubmitTask]:
         client, targets, retries, timeout = self.client, self._targets(), self.retries, self.timeout
+        after, follow = _graph(self.after), _graph(self.follow)
+        known = self._known(after, follow)
         return [
             SubmitTask(
                 request=Apply(msg_id=client._new_msg_id(), client=client._io_node, payload=payload),
                 targets=targets,
                 retries=retries,
                 timeout=timeout,
+                after=after,
+                follow=follow,
+                known=known,
             )
             for payload in payloads
         ]
+
+    def _known(self, *graphs: dict[str, Any] | None) -> tuple[tuple[str, int, str], ...]:
+        """What this client knows of the tasks these dependencies name."""
+        metadata = self.client.metadata
+        known = []
+        for graph in graphs:
+            for msg_id in graph["dependencies"] if graph else ():
+                md = metadata.get(msg_id)
+                if md is not None:
+                    engine = md["engine_id"] if md["engine_id"] is not None else -1
+                    known.append((msg_id, engine, md["status"] or ""))
+        return tuple(known)
 
     # -- apply --------------------------------------------------------------------------
     def _apply(
@@ -156,6 +176,16 @@ class LoadBalancedView(View):
             return call
 
         return decorate
+
+
+def _graph(dependency: Any) -> dict[str, Any] | None:
+    """A Dependency, or msg_ids/AsyncResults (meaning all, success only), as it travels."""
+    if dependency is None:
+        return None
+    if not isinstance(dependency, Dependency):
+        items = [dependency] if isinstance(dependency, str | AsyncResult) else dependency
+        dependency = Dependency(items)
+    return dependency.as_dict() if dependency else None
 
 
 def _map_chunk(f: Callable[..., Any], *chunks: Sequence[Any]) -> list[Any]:

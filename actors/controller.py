@@ -51,13 +51,14 @@ class Controller:
             on_stop_requested=self.stop_requested.set,
         )
         self.hub: Hub = actor_of(self.hub_ref)
-        self.relay_ref = MuxRelay.start(session, host, self.hub_ref)
         self.monitor_ref = HeartMonitor.start(
             session, host, self.hub_ref, period=heartbeat_period, misses=heartbeat_misses
         )
         self.scheduler_ref = TaskScheduler.start(
             session, host, self.hub_ref, scheme=scheme, hwm=hwm
         )
+        # the relay tells the scheduler of direct tasks too: `after` may name them
+        self.relay_ref = MuxRelay.start(session, host, self.hub_ref, self.scheduler_ref)
         monitor: HeartMonitor = actor_of(self.monitor_ref)
         relay: MuxRelay = actor_of(self.relay_ref)
         scheduler: TaskScheduler = actor_of(self.scheduler_ref)

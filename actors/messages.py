@@ -153,6 +153,11 @@ class SubmitTask(Message):
     targets: tuple[int, ...] | None = None
     retries: int = 0
     timeout: float | None = None  # seconds it may wait for an engine
+    after: dict[str, Any] | None = None  # Dependency.as_dict(): run once these finished
+    follow: dict[str, Any] | None = None  # ... and where these ran
+    # what the client knows of those dependencies (msg_id, engine, status; "" = pending):
+    # the scheduler may not have heard yet of a direct task the client already has
+    known: tuple[tuple[str, int, str], ...] = ()
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -47,12 +47,18 @@ class MuxRelay(SocketActor):
 
     verify_buffers = False  # payloads pass through unread; their users check them
 
-    def __init__(self, session: Session, host: str, hub: pykka.ActorRef[Any]) -> None:
+    def __init__(
+        self,
+        session: Session,
+        host: str,
+        hub: pykka.ActorRef[Any],
+        scheduler: pykka.ActorRef[Any] | None = None,
+    ) -> None:
         super().__init__(session, name="relay", listen=f"tcp://{host}:0")
         self.hub = hub
         self.engines: dict[int, str] = {}
         self.pending: dict[str, tuple[str, int]] = {}
-        self.report = HubReport(hub, balanced=False)
+        self.report = HubReport(hub, balanced=False, also=scheduler)
 
     def on_receive(self, message: Any) -> Any:
         match message:

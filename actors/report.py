@@ -29,8 +29,15 @@ class HubReport:
         interval: seconds between reports while events keep coming.
     """
 
-    def __init__(self, hub: pykka.ActorRef[Any], *, balanced: bool, interval: float = 0.02) -> None:
-        self.hub = hub
+    def __init__(
+        self,
+        hub: pykka.ActorRef[Any],
+        *,
+        balanced: bool,
+        interval: float = 0.02,
+        also: pykka.ActorRef[Any] | None = None,
+    ) -> None:
+        self.receivers = [hub] if also is None else [hub, also]
         self.balanced = balanced
         self.interval = interval
         self.submitted: list[tuple[str, int, str]] = []
@@ -49,18 +56,22 @@ class HubReport:
             self.nudge_pending = True
             return True
         self._last = now
+        events: list[TasksSubmitted | TasksFinished] = []
         if self.submitted:
-            self.hub.tell(
+            events.append(
                 TasksSubmitted(
                     tasks=tuple(self.submitted), balanced=self.balanced, unassigned=unassigned
                 )
             )
             self.submitted = []
         if self.finished:
-            self.hub.tell(
+            events.append(
                 TasksFinished(
                     tasks=tuple(self.finished), balanced=self.balanced, unassigned=unassigned
                 )
             )
             self.finished = []
+        for receiver in self.receivers:
+            for event in events:
+                receiver.tell(event)
         return False

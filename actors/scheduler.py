@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pykka
+from actorcluster.actors.graph import TaskGraph, as_dependency
 from actorcluster.actors.messages import (
     Abort,
     AbortTasks,
@@ -24,12 +25,21 @@ from actorcluster.actors.messages import (
     Hello,
     SubmitTask,
     TaskResult,
+    TasksFinished,
+    TasksSubmitted,
 )
 from actorcluster.actors.report import HubReport, Nudge
 from actorcluster.actors.schemes import SCHEMES
 from actorcluster.transport import Session, SocketActor
 
-from actorcluster.error import DependencyTimeout, EngineError, ImpossibleDependency, TaskAborted
+from actorcluster.dependency import Dependency
+from actorcluster.error import (
+    DependencyTimeout,
+    EngineError,
+    ImpossibleDependency,
+    InvalidDependency,
+    TaskAborted,
+)
 
 __all__ = ["TaskScheduler"]
 
@@ -48,6 +58,8 @@ class _Task:
     excluded: set[int] = field(default_factory=set)
     engine: int = -1
     last: TaskResult | None = None
+    after: Dependency | None = None
+    follow: Dependency | None = None
 
 
 class TaskScheduler(SocketActor):
@@ -86,15 +98,37 @@ class TaskScheduler(SocketActor):
         self.loads: dict[int, int] = {}
         self.used: dict[int, float] = {}
         self.queue: deque[_Task] = deque()
+        self.blocked: list[_Task] = []
+        self.graph = TaskGraph()
         self.running: dict[str, _Task] = {}
         self.report = HubReport(hub, balanced=True)
 
     def on_receive(self, message: Any) -> Any:
         match message:
-            case SubmitTask(retries=retries, timeout=timeout):
-                self.queue.append(_Task(message, retries))
+            case SubmitTask(retries=retries, timeout=timeout, known=known):
+                for msg_id, engine, status in known:
+                    if status:
+                        self.graph.finished(msg_id, engine, status == "ok")
+                    else:
+                        self.graph.submitted(msg_id)
+                self.graph.submitted(message.request.msg_id)
+                task = _Task(
+                    message,
+                    retries,
+                    after=as_dependency(message.after),
+                    follow=as_dependency(message.follow),
+                )
                 if timeout is not None:
                     self.call_later(timeout, _Expire(message.request.msg_id))
+                self._admit(task)
+                self._assign()
+            case TasksSubmitted(tasks=tasks):  # direct tasks, from the relay
+                for msg_id, _engine, _client in tasks:
+                    self.graph.submitted(msg_id)
+            case TasksFinished(tasks=tasks):
+                for msg_id, engine, status in tasks:
+                    self.graph.finished(msg_id, engine, status == "ok")
+                self._unblock()
                 self._assign()
             case _Expire(msg_id=msg_id):
                 self._expire(msg_id)
@@ -135,6 +169,9 @@ class TaskScheduler(SocketActor):
                 e for e in (self.engines if targets is None else targets)
                 if e in self.engines and e not in task.excluded
             ]  # fmt: skip
+            where = self.graph.follow_engines(task.follow)
+            if where is not None:
+                allowed = [e for e in allowed if e in where]
             if not allowed:
                 if task.last is not None:
                     self._to_client(task, task.last)  # failed on every engine it may use
@@ -225,10 +262,25 @@ class TaskScheduler(SocketActor):
             )
             self.send(f"actor://{self.engines[engine]}/engine", abort)
 
+    def _admit(self, task: _Task) -> None:
+        """Queue `task`, park it until its dependencies are met, or fail it if they never can be."""
+        msg_id = task.submit.request.msg_id
+        try:
+            ready = self.graph.verdict(msg_id, task.after, task.follow)
+        except (InvalidDependency, ImpossibleDependency) as e:
+            self._to_client(task, _failed(msg_id, -1, "error", e))
+            return
+        (self.queue if ready else self.blocked).append(task)
+
+    def _unblock(self) -> None:
+        blocked, self.blocked = self.blocked, []
+        for task in blocked:
+            self._admit(task)
+
     def _expire(self, msg_id: str) -> None:
-        for task in self.queue:
+        for task in [*self.queue, *self.blocked]:
             if task.submit.request.msg_id == msg_id:
-                self.queue.remove(task)
+                (self.queue if task in self.queue else self.blocked).remove(task)
                 timeout = task.submit.timeout
                 error = DependencyTimeout(
                     f"task {msg_id} found no engine to run on within {timeout} s"
@@ -259,7 +311,11 @@ class TaskScheduler(SocketActor):
         self._assign()
 
     def _to_client(self, task: _Task, result: TaskResult) -> None:
+        """The task's final answer: tell its client, and let tasks that depend on it go on."""
+        self.graph.finished(result.msg_id, result.engine, result.status == "ok")
         self.send(f"actor://{task.submit.request.client}/client", result)
+        if self.blocked:
+            self._unblock()
 
     def flush(self) -> None:
         if self.report.flush(len(self.queue)):

@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from actorcluster import Client, Dependency, depend, dependent, require
-from actorcluster.error import ImpossibleDependency
+from actorcluster.error import ImpossibleDependency, InvalidDependency, RemoteError
 
 IDS = ["a", "b", "c", "d"]
 
@@ -86,3 +86,70 @@ def test_depend_and_dependent_pick_the_engines_where_the_check_holds(rc: Client)
     assert [ar.get(10) for ar in ars] == ["ran"] * 10
     assert {ar.engine_id for ar in ars} == {1}
     assert lview.apply_sync(dependent(lambda: "also", is_suitable)) == "also"
+
+
+def _ended(ar: object) -> tuple[object, object]:
+    return ar.metadata["started"], ar.metadata["completed"]  # type: ignore[attr-defined]
+
+
+def test_after_runs_a_task_once_its_dependencies_finished(rc: Client) -> None:
+    lview = rc.load_balanced_view()
+    first = [lview.apply_async(lambda: __import__("time").sleep(0.2)) for _ in range(2)]
+    with lview.temp_flags(after=first):
+        then = lview.apply_async(lambda: "after")
+    assert then.get(10) == "after"
+    assert then.metadata["started"] >= max(ar.metadata["completed"] for ar in first)
+
+
+def test_follow_pins_tasks_to_the_engine_of_their_dependency(rc: Client) -> None:
+    lview = rc.load_balanced_view()
+    anchor = lview.apply_async(lambda: "anchor")
+    anchor.get(10)
+    with lview.temp_flags(follow=anchor):
+        ars = [lview.apply_async(lambda: 0) for _ in range(10)]
+    rc.wait(ars, timeout=10)
+    assert {ar.engine_id for ar in ars} == {anchor.engine_id}
+
+
+def test_after_a_direct_task(rc: Client) -> None:
+    direct = rc[0].apply_async(lambda: "direct")
+    direct.get(10)
+    with rc.load_balanced_view().temp_flags(after=direct, block=True) as lview:
+        assert lview.apply(lambda: "then") == "then"
+
+
+def test_impossible_dependencies_fail_at_once(rc: Client) -> None:
+    lview = rc.load_balanced_view()
+    with (
+        lview.temp_flags(after=["no-such-msg-id"]),
+        pytest.raises(InvalidDependency, match="no-such-msg-id"),
+    ):
+        lview.apply_sync(lambda: 0)
+    failed = lview.apply_async(lambda: 1 / 0)
+    with pytest.raises(RemoteError):
+        failed.get(10)
+    with (
+        lview.temp_flags(after=failed),
+        pytest.raises(ImpossibleDependency, match="finished the wrong way"),
+    ):
+        lview.apply_sync(lambda: 0)
+    on_0, on_1 = rc[0].apply_async(lambda: 0), rc[1].apply_async(lambda: 1)
+    rc.wait([on_0, on_1], timeout=10)
+    with (
+        lview.temp_flags(follow=Dependency([on_0, on_1])),
+        pytest.raises(ImpossibleDependency, match="different engines"),
+    ):
+        lview.apply_sync(lambda: 0)
+
+
+def test_cleanup_task_runs_only_after_a_failure(rc: Client) -> None:
+    lview = rc.load_balanced_view()
+    failed = lview.apply_async(lambda: 1 / 0)
+    succeeded = lview.apply_async(lambda: "fine")
+    with lview.temp_flags(after=Dependency([failed], success=False, failure=True)):
+        cleanup = lview.apply_async(lambda: "cleaned up")
+    assert cleanup.get(10) == "cleaned up"
+    with lview.temp_flags(after=Dependency([succeeded], success=False, failure=True)):
+        never = lview.apply_async(lambda: "never")
+    with pytest.raises(ImpossibleDependency):
+        never.get(10)
