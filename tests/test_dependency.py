@@ -153,3 +153,23 @@ def test_cleanup_task_runs_only_after_a_failure(rc: Client) -> None:
         never = lview.apply_async(lambda: "never")
     with pytest.raises(ImpossibleDependency):
         never.get(10)
+
+
+def test_depend_on_the_platform_as_in_the_spec(rc: Client) -> None:
+    def platform_specific(plat: str) -> bool:
+        import sys
+
+        return sys.platform == plat
+
+    @depend(platform_specific, "linux")
+    def mactask() -> str:
+        return "ran on linux"
+
+    @depend(platform_specific, "no-such-platform")
+    def nowhere() -> str:
+        return "never"
+
+    lview = rc.load_balanced_view()
+    assert lview.apply_sync(mactask) == "ran on linux"
+    with pytest.raises(ImpossibleDependency):
+        lview.apply_sync(nowhere)
