@@ -85,6 +85,7 @@ def cmd_controller(args: argparse.Namespace) -> int:
         heartbeat_misses=args.heartbeat_misses,
         scheme=args.scheme,
         hwm=args.hwm,
+        scheduler_process=args.scheduler_process,
     )
     write_connection_file(engine_file, controller.engine_info)
     write_connection_file(client_file, controller.client_info)
@@ -108,6 +109,14 @@ def cmd_engine(args: argparse.Namespace) -> int:
     except ConnectionFileError as e:
         print(e, file=sys.stderr)
         return 2
+
+
+def cmd_scheduler(args: argparse.Namespace) -> int:
+    """Run a task scheduler for the Hub at --hub (the controller starts it; key on stdin)."""
+    from actorcluster.launcher import run_scheduler
+
+    _log_to(None, args.verbose)
+    return run_scheduler(args.hub, args.ip, args.scheme, args.hwm)
 
 
 def cmd_start(args: argparse.Namespace) -> int:
@@ -136,6 +145,7 @@ def cmd_start(args: argparse.Namespace) -> int:
         args.scheme,
         "--hwm",
         str(args.hwm),
+        *(["--scheduler-process"] if args.scheduler_process else []),
     ]
     for flag in ("profile", "cluster_id", "dir"):
         value = getattr(args, flag, None)
@@ -299,7 +309,24 @@ def _parser() -> argparse.ArgumentParser:
         "--heartbeat-misses", type=int, default=3, help="missed heartbeats before an engine is dead"
     )
     controller.set_defaults(run=cmd_controller)
+    scheduler = commands.add_parser(
+        "scheduler",
+        help="run a task scheduler (started by a controller)",
+        description=cmd_scheduler.__doc__,
+    )
+    scheduler.add_argument("--hub", required=True, help="the Hub's address (actor://host:port/hub)")
+    scheduler.add_argument(
+        "--ip", default="127.0.0.1", help="interface to listen on (default 127.0.0.1)"
+    )
+    scheduler.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level")
+    scheduler.set_defaults(run=cmd_scheduler)
     for part in (start, controller):
+        part.add_argument(
+            "--scheduler-process",
+            action="store_true",
+            help="run the task scheduler in a process of its own (when one GIL is the limit)",
+        )
+    for part in (start, controller, scheduler):
         part.add_argument(
             "--scheme",
             default="leastload",

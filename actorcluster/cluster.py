@@ -37,6 +37,7 @@ class Cluster:
         scheme: how load-balanced tasks pick an engine: leastload, lru, plainrandom, twobin,
             weighted.
         hwm: load-balanced tasks an engine may hold at once (0: no limit).
+        scheduler_process: run the task scheduler in a process of its own.
         timeout: seconds to wait for the cluster to come up.
         block: the default `block` of the client's views.
     """
@@ -50,6 +51,7 @@ class Cluster:
         heartbeat_misses: int = 3,
         scheme: str = "leastload",
         hwm: int = 4,
+        scheduler_process: bool = False,
         timeout: float = 30.0,
         block: bool = False,
     ) -> None:
@@ -59,7 +61,7 @@ class Cluster:
             raise ValueError(f"n must be >= 0, not {n}")
         self.n, self.mode, self.timeout, self.block = n, mode, timeout, block
         self.heartbeat_period, self.heartbeat_misses = heartbeat_period, heartbeat_misses
-        self.scheme, self.hwm = scheme, hwm
+        self.scheme, self.hwm, self.scheduler_process = scheme, hwm, scheduler_process
         self.client_info: dict[str, Any] | None = None
         self.controller_process: subprocess.Popen[bytes] | None = None
         self.engine_pids: list[int] = []
@@ -111,6 +113,7 @@ class Cluster:
             heartbeat_misses=self.heartbeat_misses,
             scheme=self.scheme,
             hwm=self.hwm,
+            scheduler_process=self.scheduler_process,
         )
         self.client_info = self._controller.client_info
         self._engines = start_inprocess_engines(self._controller, self.n, self.timeout)
@@ -121,6 +124,7 @@ class Cluster:
             sys.executable, "-m", "actorcluster.cli", "controller", "--dir", str(self._dir), "-n", str(self.n),
             "--heartbeat-period", str(self.heartbeat_period), "--heartbeat-misses", str(self.heartbeat_misses),
             "--scheme", self.scheme, "--hwm", str(self.hwm),
+            *(["--scheduler-process"] if self.scheduler_process else []),
         ]  # fmt: skip
         from actorcluster.launcher import die_with_parent
 

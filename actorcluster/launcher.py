@@ -18,6 +18,7 @@ __all__ = [
     "die_with_parent",
     "run_controller",
     "run_engine",
+    "run_scheduler",
     "spawn_engine",
     "start_inprocess_engines",
 ]
@@ -92,3 +93,19 @@ def start_inprocess_engines(controller: Controller, n: int, timeout: float) -> l
         if not actor_of(ref).registered.wait(timeout):
             raise TimeoutError(f"an in-process engine did not register within {timeout} s")
     return refs
+
+
+def run_scheduler(hub: str, host: str, scheme: str, hwm: int) -> int:
+    """Run a task scheduler in this process: key from stdin, its address to stdout.
+
+    It stops when stdin closes (its controller stopped, or died).
+    """
+    from actorcluster.actors.scheduler import TaskScheduler
+    from actorcluster.transport import RemoteRef
+
+    session = Session(sys.stdin.readline().strip().encode())
+    ref = TaskScheduler.start(session, host, RemoteRef(hub, session), scheme=scheme, hwm=hwm)
+    print(actor_of(ref).address, flush=True)
+    sys.stdin.read()
+    ref.stop(timeout=5)
+    return 0

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import subprocess
+import sys
 import threading
 import time
 from typing import Any
@@ -13,7 +15,7 @@ from actorcluster.actors.hub import Hub
 from actorcluster.actors.messages import ShutdownEngine
 from actorcluster.actors.relay import MuxRelay
 from actorcluster.actors.scheduler import TaskScheduler
-from actorcluster.transport import Session, actor_of
+from actorcluster.transport import RemoteRef, Session, actor_of
 
 __all__ = ["Controller"]
 
@@ -30,6 +32,7 @@ class Controller:
         heartbeat_misses: heartbeats an engine may miss before it is declared dead.
         scheme: how the task scheduler picks engines (see `actorcluster.actors.schemes`).
         hwm: tasks an engine may hold at once (0: no limit).
+        scheduler_process: run the task scheduler in a process of its own (its own GIL).
     """
 
     def __init__(
@@ -41,8 +44,10 @@ class Controller:
         heartbeat_misses: int = 3,
         scheme: str = "leastload",
         hwm: int = 4,
+        scheduler_process: bool = False,
     ) -> None:
         self.session = session
+        self.scheduler_process: subprocess.Popen[str] | None = None
         self.stop_requested = threading.Event()
         self.hub_ref = Hub.start(
             session,
@@ -54,15 +59,21 @@ class Controller:
         self.monitor_ref = HeartMonitor.start(
             session, host, self.hub_ref, period=heartbeat_period, misses=heartbeat_misses
         )
-        self.scheduler_ref = TaskScheduler.start(
-            session, host, self.hub_ref, scheme=scheme, hwm=hwm
-        )
+        if scheduler_process:  # the same actor, in a process (and GIL) of its own
+            self.scheduler_process, address = _spawn_scheduler(
+                session, host, self.hub.address, scheme, hwm
+            )
+            self.scheduler_ref: Any = RemoteRef(address, session)
+        else:
+            self.scheduler_ref = TaskScheduler.start(
+                session, host, self.hub_ref, scheme=scheme, hwm=hwm
+            )
+            address = actor_of(self.scheduler_ref).address
         # the relay tells the scheduler of direct tasks too: `after` may name them
         self.relay_ref = MuxRelay.start(session, host, self.hub_ref, self.scheduler_ref)
         monitor: HeartMonitor = actor_of(self.monitor_ref)
         relay: MuxRelay = actor_of(self.relay_ref)
-        scheduler: TaskScheduler = actor_of(self.scheduler_ref)
-        addresses = {"mux": relay.address, "task": scheduler.address}
+        addresses = {"mux": relay.address, "task": address}
         self.hub.connect(self.relay_ref, self.monitor_ref, self.scheduler_ref, addresses)
         key = session.key.decode()
         self.client_info: dict[str, Any] = {
@@ -74,7 +85,7 @@ class Controller:
         self.engine_info: dict[str, Any] = {
             **self.client_info,
             "relay": relay.address,
-            "scheduler": scheduler.address,
+            "scheduler": address,
             "ping": monitor.pulse.ping_endpoint,
             "pong": monitor.pulse.pong_endpoint,
         }
@@ -90,7 +101,11 @@ class Controller:
         pause = threading.Event()
         while self.hub.engines and time.monotonic() < deadline:
             pause.wait(0.02)  # engine processes exit and their pidfds unregister them
-        for ref in (self.scheduler_ref, self.relay_ref, self.monitor_ref, self.hub_ref):
+        if self.scheduler_process is not None:
+            _end(self.scheduler_process)
+        else:
+            _stop(self.scheduler_ref)
+        for ref in (self.relay_ref, self.monitor_ref, self.hub_ref):
             _stop(ref)
 
 
@@ -99,3 +114,39 @@ def _stop(ref: pykka.ActorRef[Any]) -> None:
         ref.stop(timeout=5)
     except pykka.Timeout:
         logger.warning("%s did not stop within 5 s", ref)
+
+
+def _spawn_scheduler(
+    session: Session, host: str, hub: str, scheme: str, hwm: int
+) -> tuple[subprocess.Popen[str], str]:
+    """Start `actorclusterd scheduler`; the key goes by stdin (argv is visible to all)."""
+    from actorcluster.launcher import die_with_parent
+
+    command = [sys.executable, "-m", "actorcluster.cli", "scheduler", "--hub", hub, "--ip", host]
+    command += ["--scheme", scheme, "--hwm", str(hwm)]
+    proc = subprocess.Popen(
+        command,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        preexec_fn=die_with_parent if sys.platform == "linux" else None,
+    )
+    assert proc.stdin is not None and proc.stdout is not None
+    proc.stdin.write(session.key.decode() + "\n")
+    proc.stdin.flush()
+    address = proc.stdout.readline().strip()
+    if not address.startswith("actor://"):
+        proc.kill()
+        raise RuntimeError(f"the scheduler process did not start (said {address!r})")
+    return proc, address
+
+
+def _end(proc: subprocess.Popen[str]) -> None:
+    """Stop a scheduler process: closing its stdin asks it to stop."""
+    try:
+        if proc.stdin is not None:
+            proc.stdin.close()
+        proc.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()

@@ -85,7 +85,7 @@ class Hub(SocketActor):
         self.started = time.time()
         self.relay: pykka.ActorRef[Any] | None = None
         self.monitor: pykka.ActorRef[Any] | None = None
-        self.scheduler: pykka.ActorRef[Any] | None = None
+        self.scheduler: Any = None  # an ActorRef, or a RemoteRef when it runs apart
         self.addresses: dict[str, str] = {}
         self._next_id = 0
         self._seq = 0
@@ -96,7 +96,7 @@ class Hub(SocketActor):
         self,
         relay: pykka.ActorRef[Any],
         monitor: pykka.ActorRef[Any],
-        scheduler: pykka.ActorRef[Any],
+        scheduler: Any,
         addresses: dict[str, str],
     ) -> None:
         """Wire the Hub to the other controller actors (before any engine registers)."""

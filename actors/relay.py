@@ -26,7 +26,7 @@ from actorcluster.actors.messages import (
     ShutdownEngine,
     TaskResult,
 )
-from actorcluster.actors.report import HubReport, Nudge
+from actorcluster.actors.report import HubReport, Nudge, Teller
 from actorcluster.transport import Session, SocketActor
 
 from actorcluster.error import EngineError
@@ -52,7 +52,7 @@ class MuxRelay(SocketActor):
         session: Session,
         host: str,
         hub: pykka.ActorRef[Any],
-        scheduler: pykka.ActorRef[Any] | None = None,
+        scheduler: Teller | None = None,
     ) -> None:
         super().__init__(session, name="relay", listen=f"tcp://{host}:0")
         self.hub = hub

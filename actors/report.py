@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
-import pykka
 from actorcluster.actors.messages import TasksFinished, TasksSubmitted
 
-__all__ = ["HubReport", "Nudge"]
+__all__ = ["HubReport", "Nudge", "Teller"]
+
+
+class Teller(Protocol):
+    """Anything to tell a message: a pykka ActorRef here, a RemoteRef across processes."""
+
+    def tell(self, message: Any) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -31,11 +36,11 @@ class HubReport:
 
     def __init__(
         self,
-        hub: pykka.ActorRef[Any],
+        hub: Teller,
         *,
         balanced: bool,
         interval: float = 0.02,
-        also: pykka.ActorRef[Any] | None = None,
+        also: Teller | None = None,
     ) -> None:
         self.receivers = [hub] if also is None else [hub, also]
         self.balanced = balanced

@@ -14,7 +14,6 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-import pykka
 from actorcluster.actors.graph import TaskGraph, as_dependency
 from actorcluster.actors.messages import (
     Abort,
@@ -28,7 +27,7 @@ from actorcluster.actors.messages import (
     TasksFinished,
     TasksSubmitted,
 )
-from actorcluster.actors.report import HubReport, Nudge
+from actorcluster.actors.report import HubReport, Nudge, Teller
 from actorcluster.actors.schemes import SCHEMES
 from actorcluster.transport import Session, SocketActor
 
@@ -83,7 +82,7 @@ class TaskScheduler(SocketActor):
         self,
         session: Session,
         host: str,
-        hub: pykka.ActorRef[Any],
+        hub: Teller,
         *,
         scheme: str = "leastload",
         hwm: int = 4,

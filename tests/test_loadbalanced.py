@@ -173,3 +173,18 @@ def test_a_task_that_finds_no_engine_in_time_fails_with_dependency_timeout() -> 
         assert isinstance(ar.exception(), TimeoutError)
     with pytest.raises(ValueError, match="timeout must be"):
         lview.set_flags(timeout=-1)
+
+
+def test_the_scheduler_can_run_in_a_process_of_its_own() -> None:
+    cluster = Cluster(n=2, mode="inprocess", scheduler_process=True)
+    with cluster as rc:
+        scheduler = cluster._controller.scheduler_process
+        assert scheduler is not None and scheduler.poll() is None
+        lview = rc.load_balanced_view()
+        assert lview.map_sync(lambda x: x * 2, range(20)) == [x * 2 for x in range(20)]
+        wait_until(
+            lambda: (
+                sum(s["completed"] for k, s in rc.queue_status().items() if k != "unassigned") >= 20
+            )
+        )
+    assert scheduler.wait(timeout=10) == 0
