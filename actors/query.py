@@ -12,7 +12,7 @@ Anything else is refused with an error naming it: nothing from a query is evalua
 from __future__ import annotations
 
 import operator
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from actorcluster.error import ActorClusterError
@@ -65,8 +65,8 @@ class Matcher:
         self._tests = tests
         self._key = repr(sorted(query.items(), key=lambda item: item[0]))
 
-    def __call__(self, record: dict[str, Any]) -> bool:
-        get = record.get
+    def __call__(self, value: Mapping[str, Any]) -> bool:
+        get = value.get
         return all(test(get(field), argument) for field, test, argument in self._tests)
 
     def __hash__(self) -> int:
