@@ -51,6 +51,43 @@ def _noop_item(_: object) -> None:
     return None
 
 
+def measure_dask(calls: int, tasks: int) -> dict[str, Any]:
+    """The load-balanced workloads on Dask (2 worker processes, 1 thread each)."""
+    from distributed import Client as DaskClient
+    from distributed import LocalCluster
+
+    out: dict[str, Any] = {}
+    t0 = time.perf_counter()
+    cluster = LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+    )
+    client = DaskClient(cluster)
+    client.wait_for_workers(2)
+    out["startup_s"] = time.perf_counter() - t0
+    try:
+        for _ in range(50):
+            client.submit(_noop, pure=False).result()
+        rtts = []
+        for _ in range(calls):
+            t = time.perf_counter()
+            client.submit(_noop, pure=False).result()
+            rtts.append(time.perf_counter() - t)
+        rtts.sort()
+        out["lb_rtt_median_ms"] = statistics.median(rtts) * 1e3
+        out["lb_rtt_p99_ms"] = rtts[int(0.99 * len(rtts))] * 1e3
+        t = time.perf_counter()
+        futures = [client.submit(_noop, pure=False) for _ in range(tasks)]
+        client.gather(futures)
+        out["lb_tasks_per_s"] = tasks / (time.perf_counter() - t)
+        t = time.perf_counter()
+        client.gather(client.map(_noop_item, range(tasks), pure=False))
+        out["lb_map_default"] = tasks / (time.perf_counter() - t)
+    finally:
+        client.close()
+        cluster.close()
+    return out
+
+
 def measure(lib: str, calls: int, tasks: int) -> dict[str, Any]:
     """Run every workload against `lib` in this process; return the numbers."""
     import numpy as np
@@ -186,15 +223,15 @@ def _run(python: str, lib: str, args: argparse.Namespace) -> dict[str, Any] | No
     return data
 
 
-def _ipp_python(given: str | None) -> str | None:
-    for candidate in (given, os.environ.get("IPP_PYTHON"), sys.executable):
-        if (
-            candidate
-            and subprocess.run(
-                [candidate, "-c", "import ipyparallel"], capture_output=True, check=False
-            ).returncode
-            == 0
-        ):
+def _python_with(module: str, *given: str | None) -> str | None:
+    """The first interpreter (given, $IPP_PYTHON, this one) that can import `module`."""
+    for candidate in (*given, os.environ.get("IPP_PYTHON"), sys.executable):
+        if not candidate:
+            continue
+        probe = subprocess.run(
+            [candidate, "-c", f"import {module}"], capture_output=True, check=False
+        )
+        if probe.returncode == 0:
             return candidate
     return None
 
@@ -204,9 +241,12 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument(
-        "--measure", choices=["actorcluster", "ipyparallel"], help=argparse.SUPPRESS
+        "--measure", choices=["actorcluster", "ipyparallel", "dask"], help=argparse.SUPPRESS
     )
     parser.add_argument("--ipp-python", help="python of an environment with ipyparallel")
+    parser.add_argument(
+        "--dask-python", help="python of an environment with dask.distributed (default: ipp's)"
+    )
     parser.add_argument(
         "--calls", type=int, default=1000, help="round trips to time (default 1000)"
     )
@@ -214,29 +254,36 @@ def main() -> None:
         "--tasks", type=int, default=10000, help="apply_async tasks (default 10000)"
     )
     args = parser.parse_args()
+    if args.measure == "dask":
+        print(json.dumps(measure_dask(args.calls, args.tasks)))
+        return
     if args.measure:
         print(json.dumps(measure(args.measure, args.calls, args.tasks)))
         return
 
     ours = _run(sys.executable, "actorcluster", args)
-    ipp_python = _ipp_python(args.ipp_python)
+    ipp_python = _python_with("ipyparallel", args.ipp_python)
     theirs = _run(ipp_python, "ipyparallel", args) if ipp_python else None
     if ipp_python is None:
         print("ipyparallel not found: pass --ipp-python (see --help); showing actorcluster only")
+    dask_python = _python_with("distributed", args.dask_python, ipp_python)
+    dask = _run(dask_python, "dask", args) if dask_python else None
     print(
-        f"\n{'workload (2 engines)':44s} {'ipyparallel':>12s} {'actorcluster':>13s} {'ratio':>8s}  target"
+        f"\n{'workload (2 engines)':44s} {'ipyparallel':>12s} {'dask':>9s} {'actorcluster':>13s} {'vs ipp':>8s}  target"
     )
     for label, key, target in ROWS:
         a = (ours or {}).get(key)
         b = (theirs or {}).get(key)
+        d = (dask or {}).get(key)
         if not (a and b):
             ratio = "      -"
         else:
             ratio = f"{(b / a if key in _LOWER_IS_BETTER else a / b):7.1f}x"
         fa = f"{a:13.2f}" if isinstance(a, float) else f"{'-':>13s}"
         fb = f"{b:12.2f}" if isinstance(b, float) else f"{'-':>12s}"
-        print(f"{label:44s} {fb} {fa} {ratio}  {target}")
-    print("\nratio: how many times better actorcluster is (higher is better)")
+        fd = f"{d:9.2f}" if isinstance(d, float) else f"{'-':>9s}"
+        print(f"{label:44s} {fb} {fd} {fa} {ratio}  {target}")
+    print("\nvs ipp: how many times better actorcluster is than ipyparallel (higher is better)")
     rerun = f"python bench/cluster.py --calls {args.calls} --tasks {args.tasks}"
     if ipp_python:
         rerun += f" --ipp-python {ipp_python}"
