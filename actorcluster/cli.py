@@ -151,14 +151,14 @@ def cmd_start(args: argparse.Namespace) -> int:
         value = getattr(args, flag, None)
         if value:
             command += [f"--{flag.replace('_', '-')}", value]
-    out = open(log / "controller.out", "ab")  # noqa: SIM115 - handed to the child
-    proc = subprocess.Popen(
-        command,
-        stdin=subprocess.DEVNULL,
-        stdout=out,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
+    with open(log / "controller.out", "ab") as out:  # the child keeps its own descriptor
+        proc = subprocess.Popen(
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     deadline = time.monotonic() + args.timeout
     while not client_file.exists():
         if proc.poll() is not None:

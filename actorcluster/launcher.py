@@ -36,14 +36,18 @@ def die_with_parent() -> None:  # pragma: no cover - runs in the child before ex
 
 def spawn_engine(engine_file: Path, log_file: Path | None = None) -> subprocess.Popen[bytes]:
     """Start an engine process that joins the cluster of `engine_file`."""
-    out = open(log_file, "ab") if log_file else subprocess.DEVNULL  # noqa: SIM115 - the child owns it
-    return subprocess.Popen(
-        [sys.executable, "-m", "actorcluster.cli", "engine", "--file", str(engine_file)],
-        stdin=subprocess.DEVNULL,
-        stdout=out,
-        stderr=subprocess.STDOUT if log_file else subprocess.DEVNULL,
-        preexec_fn=die_with_parent if sys.platform == "linux" else None,
-    )
+    out = open(log_file, "ab") if log_file else None  # noqa: SIM115 - closed once handed over
+    try:
+        return subprocess.Popen(
+            [sys.executable, "-m", "actorcluster.cli", "engine", "--file", str(engine_file)],
+            stdin=subprocess.DEVNULL,
+            stdout=out or subprocess.DEVNULL,
+            stderr=subprocess.STDOUT if out else subprocess.DEVNULL,
+            preexec_fn=die_with_parent if sys.platform == "linux" else None,
+        )
+    finally:
+        if out is not None:
+            out.close()  # the child has its own copy of the descriptor
 
 
 def run_controller(controller: Controller, engines: list[subprocess.Popen[bytes]]) -> None:
