@@ -196,8 +196,9 @@ class Client:
         self._io.tell(Send(self._config.task if balanced else self._config.mux, list(requests)))
         return ar
 
-    def _new_msg_id(self) -> str:
-        return self.session.new_msg_id()
+    def _request(self, make: Any, engine: int, **fields: Any) -> Any:
+        """A new request of class `make` from this client for `engine`."""
+        return make(msg_id=self.session.new_msg_id(), client=self._io_node, engine=engine, **fields)
 
     def _on_result(self, result: TaskResult) -> None:
         """Complete the future of `result` (in the I/O thread)."""
@@ -268,9 +269,7 @@ class Client:
     # -- control ----------------------------------------------------------------------------
     def _control(self, make: Any, targets: Targets, block: bool | None) -> Any:
         engines, single = self._resolve(targets)
-        requests = [
-            make(msg_id=self._new_msg_id(), client=str(self._io_node), engine=e) for e in engines
-        ]
+        requests = [self._request(make, e) for e in engines]
         ar = self._submit(requests, fname=make.__name__, single=single)
         return ar.get() if (self.block if block is None else block) else ar
 
@@ -299,7 +298,7 @@ class Client:
             # on the connection the tasks went by, so the abort cannot overtake them
             self._io.tell(Send(self._config.task, [AbortTasks(msg_ids=tuple(balanced))]))
         requests = [
-            Abort(msg_id=self._new_msg_id(), client=self._io_node, engine=e, msg_ids=tuple(ids))
+            self._request(Abort, e, msg_ids=tuple(ids))
             for e, ids in by_engine.items()
             if e in self._engines
         ]

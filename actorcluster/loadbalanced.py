@@ -68,7 +68,7 @@ class LoadBalancedView(View):
         known = self._known(after, follow)
         return [
             SubmitTask(
-                request=Apply(msg_id=client._new_msg_id(), client=client._io_node, payload=payload),
+                request=client._request(Apply, -1, payload=payload),
                 targets=targets,
                 retries=retries,
                 timeout=timeout,

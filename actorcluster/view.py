@@ -49,10 +49,7 @@ class DirectView(View):
     def _send(self, make: Callable[..., Any], fname: str, block: bool | None, **fields: Any) -> Any:
         engines, single = self.client._resolve(self.targets)
         client = self.client
-        requests = [
-            make(msg_id=client._new_msg_id(), client=client._io_node, engine=e, **fields)
-            for e in engines
-        ]
+        requests = [client._request(make, e, **fields) for e in engines]
         return self._finish(client._submit(requests, fname=fname, single=single), block)
 
     # -- apply --------------------------------------------------------------------------
@@ -105,10 +102,9 @@ class DirectView(View):
         engines, _ = self.client._resolve(self.targets)
         client = self.client
         requests = [
-            Push(
-                msg_id=client._new_msg_id(),
-                client=client._io_node,
-                engine=e,
+            client._request(
+                Push,
+                e,
                 payload=serialize({key: part}),
             )
             for e, part in zip(engines, _partition(seq, len(engines)), strict=True)
@@ -120,10 +116,9 @@ class DirectView(View):
         engines, _ = self.client._resolve(self.targets)
         client = self.client
         requests = [
-            Pull(
-                msg_id=client._new_msg_id(),
-                client=client._io_node,
-                engine=e,
+            client._request(
+                Pull,
+                e,
                 names=(key,),
                 single=True,
             )
@@ -147,10 +142,9 @@ class DirectView(View):
         ]
         client = self.client
         requests = [
-            Apply(
-                msg_id=client._new_msg_id(),
-                client=client._io_node,
-                engine=engines[i],
+            client._request(
+                Apply,
+                engines[i],
                 payload=serialize((_map_chunk, (f, *(b[i] for b in blocks)), {})),
             )
             for i in range(n)
@@ -248,10 +242,9 @@ class ParallelFunction:
         blocks = [_partition(s, len(engines)) for s in sequences]
         client = view.client
         requests = [
-            Apply(
-                msg_id=client._new_msg_id(),
-                client=client._io_node,
-                engine=engines[i],
+            client._request(
+                Apply,
+                engines[i],
                 payload=serialize((self.f, tuple(b[i] for b in blocks), {})),
             )
             for i in range(len(engines))
