@@ -14,6 +14,7 @@ import heapq
 import itertools
 import math
 import os
+import threading
 import time
 from collections import deque
 from collections.abc import Callable
@@ -49,6 +50,8 @@ class _Waker:
     """An eventfd (or a pipe where there is none) to interrupt a poll."""
 
     def __init__(self) -> None:
+        self._lock = threading.Lock()  # no wake after close: the fd number may be reused
+        self._closed = False
         if hasattr(os, "eventfd"):
             self.fd = self._wfd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
         else:  # pragma: no cover - non-Linux
@@ -56,10 +59,13 @@ class _Waker:
             os.set_blocking(self.fd, False)
 
     def wake(self) -> None:
-        try:
-            os.write(self._wfd, b"\x01\x00\x00\x00\x00\x00\x00\x00")
-        except (BlockingIOError, OSError):
-            pass  # already signalled, or closed during shutdown
+        with self._lock:
+            if self._closed:
+                return
+            try:
+                os.write(self._wfd, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+            except BlockingIOError:
+                pass  # already signalled
 
     def clear(self) -> None:
         try:
@@ -68,9 +74,11 @@ class _Waker:
             pass
 
     def close(self) -> None:
-        os.close(self.fd)
-        if self._wfd != self.fd:
-            os.close(self._wfd)
+        with self._lock:
+            self._closed = True
+            os.close(self.fd)
+            if self._wfd != self.fd:
+                os.close(self._wfd)
 
 
 class SocketInbox:

@@ -30,7 +30,10 @@ __all__ = ["Port", "ReplyFuture"]
 
 logger = logging.getLogger(__name__)
 
-_LOST_EVENTS = zmq.EVENT_DISCONNECTED | zmq.EVENT_CONNECT_RETRIED
+# With reconnection off, a DEALER reports at most one of these: a monitor that nobody reads
+# for a while cannot fill up. (libzmq sends monitor events blocking, from its I/O thread:
+# a full monitor pipe would stall every socket of the process.)
+_LOST_EVENTS = zmq.EVENT_DISCONNECTED | zmq.EVENT_CLOSED
 _monitors = itertools.count()
 Driver = Callable[["ReplyFuture", float | None], None]
 
@@ -282,6 +285,7 @@ class Port:
             )
         dealer: zmq.Socket[Any] = self._context.socket(zmq.DEALER)
         dealer.linger = 1000
+        dealer.reconnect_ivl = -1  # a lost connection is replaced by a new DEALER
         # a unique endpoint: pyzmq's default names it after the socket's fd, which a new
         # socket may reuse before the old monitor's endpoint is gone
         endpoint = f"inproc://monitor-{next(_monitors)}-{id(self):x}"
@@ -312,5 +316,5 @@ class Port:
         event = parse_monitor_message([bytes(f) for f in frames])["event"]
         if event == zmq.EVENT_DISCONNECTED:
             self.lost(node, "its connection dropped (process gone?)")
-        elif event == zmq.EVENT_CONNECT_RETRIED:
+        elif event == zmq.EVENT_CLOSED:  # the connecting socket gave up
             self.lost(node, "nothing listens at its address")

@@ -13,6 +13,7 @@ import orjson
 import pytest
 import zmq
 from actorcluster.transport import DELIM, RemoteRef, Session, Terminated, actor_of, serialize
+from actorcluster.transport._port import Port
 from actorcluster.transport._session import Item
 from actorcluster.transport._zmqio import send_frames
 
@@ -239,3 +240,21 @@ def test_malformed_input_is_dropped_and_the_actor_serves_the_next_request(
         "oversized": 1,
     }
     dealer.close()
+
+
+def test_an_unread_connection_monitor_stays_bounded_so_it_cannot_stall_the_process(
+    peer: Peer, key: bytes
+) -> None:
+    # libzmq writes monitor events blocking from its I/O thread: a monitor left unread
+    # that kept filling (a retry event every 100 ms) stalled every socket of the process.
+    port = Port(Session(key))  # a port whose owner never reads its sockets
+    port.send(peer.node, "echo", Echo(text="x"))
+    peer.kill()
+    monitor = port._dealers[peer.node][1]
+    events, deadline = 0, time.monotonic() + 1.5
+    while time.monotonic() < deadline:  # a bounded count of what the dead peer causes
+        if monitor.poll(50):
+            monitor.recv_multipart()
+            events += 1
+    assert events == 1  # the connection dropped, once; no retries pile up
+    port.close()
