@@ -23,7 +23,7 @@ from actorcluster.actors.messages import (
 )
 from actorcluster.transport import Address, Message, ReplyFuture, Session, SocketActor, Subscriber
 
-__all__ = ["ClientIO", "Connect", "Send"]
+__all__ = ["Ask", "ClientIO", "Connect", "Send"]
 
 logger = logging.getLogger(__name__)
 
@@ -43,6 +43,16 @@ class Connect:
 
 
 @dataclass(frozen=True)
+class Ask:
+    """Ask `message` of the actor at `address` from this client's node (so that actor may
+    later send this client results); answered with the `ReplyFuture` of the reply."""
+
+    address: str
+    message: Message
+    timeout: float
+
+
+@dataclass(frozen=True)
 class Send:
     """Send `requests` to `address` (the relay or the scheduler)."""
 
@@ -53,7 +63,8 @@ class Send:
 class ClientIO(SocketActor):
     """A client's connection to its cluster.
 
-    Accepts: `Connect`, `Send` (local), `TaskResult` (from relays), notifications.
+    Accepts: `Connect`, `Send`, `Ask` (local), `TaskResult` (from relays, the DB writer),
+    notifications.
     Emits: `ConnectClient` to the Hub, requests to the relay. Owns: DEALERs to the
     controller's actors and a SUB for the Hub's notifications.
 
@@ -87,6 +98,9 @@ class ClientIO(SocketActor):
                         self.port.flush(node)
             case Connect():
                 return self._connect(message)
+            case Ask(address=address, message=asked, timeout=timeout):
+                node, name = Address.parse(address)
+                return self.port.ask(node, name, asked, timeout)
         return None
 
     def _connect(self, connect: Connect) -> ReplyFuture:

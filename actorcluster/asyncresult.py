@@ -14,7 +14,7 @@ from actorcluster.error import CompositeError
 if TYPE_CHECKING:
     from actorcluster.client import Client
 
-__all__ = ["AsyncMapResult", "AsyncResult", "Metadata"]
+__all__ = ["AsyncHubResult", "AsyncMapResult", "AsyncResult", "Metadata"]
 
 _KEYS = (
     "msg_id",
@@ -87,6 +87,8 @@ class AsyncResult(Future[Any]):
     for several, the builtin `TimeoutError` when not ready in time.
     """
 
+    _reuse = False  # True: wait on the futures the client already has for these msg_ids
+
     def __init__(
         self,
         client: Client,
@@ -109,8 +111,9 @@ class AsyncResult(Future[Any]):
             futures[self.msg_ids[0]] = self  # one request, one value: be its future
         else:
             for msg_id in self.msg_ids:
-                child: Future[Any] = Future()
-                futures[msg_id] = child
+                child: Future[Any] | None = futures.get(msg_id) if self._reuse else None
+                if child is None:
+                    child = futures[msg_id] = Future()
                 child.add_done_callback(self._child_done)
 
     def __repr__(self) -> str:
@@ -240,6 +243,13 @@ class AsyncResult(Future[Any]):
                     raise TimeoutError(f"{self!r} not ready within {timeout} s")
             bar.n = len(self.msg_ids)
             bar.refresh()
+
+
+class AsyncHubResult(AsyncResult):
+    """Results from the task database: of tasks any client submitted, waited for while
+    pending (`Client.get_result`, `Client.resubmit`)."""
+
+    _reuse = True
 
 
 class AsyncMapResult(AsyncResult):

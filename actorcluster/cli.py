@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from actorcluster.error import ConnectionFileError
+from actorcluster.error import ActorClusterError, ConnectionFileError
 from actorcluster.profile import profile_dir
 from actorcluster.transport import Session, new_key, write_connection_file
 
@@ -77,6 +77,12 @@ def cmd_controller(args: argparse.Namespace) -> int:
         return 1
     pid_file.write_text(f"{os.getpid()}\n")
     _log_to(log / f"controller{'-' + args.cluster_id if args.cluster_id else ''}.log", args.verbose)
+    try:
+        store = _open_store(args)
+    except (ActorClusterError, ValueError, OSError) as e:
+        print(f"cannot open the task database: {e}", file=sys.stderr)
+        pid_file.unlink(missing_ok=True)
+        return 1
     session = Session(new_key().encode())
     controller = Controller(
         session,
@@ -86,6 +92,7 @@ def cmd_controller(args: argparse.Namespace) -> int:
         scheme=args.scheme,
         hwm=args.hwm,
         scheduler_process=args.scheduler_process,
+        store=store,
     )
     write_connection_file(engine_file, controller.engine_info)
     write_connection_file(client_file, controller.client_info)
@@ -97,6 +104,23 @@ def cmd_controller(args: argparse.Namespace) -> int:
         for path in (client_file, engine_file, pid_file):
             path.unlink(missing_ok=True)
     return 0
+
+
+def _open_store(args: argparse.Namespace) -> Any:
+    """The task database the arguments ask for (files in --db-dir, or the profile's db/)."""
+    from actorcluster.actors.store import open_store
+
+    folder = Path(args.db_dir) if args.db_dir else None
+    if folder is None and args.db == "tinydb":
+        base = Path(args.dir) if args.dir else profile_dir(args.profile)
+        folder = base / f"db{'-' + args.cluster_id if args.cluster_id else ''}"
+    return open_store(
+        args.db,
+        folder,
+        recover=args.recover,
+        record_limit=args.db_record_limit,
+        size_limit=args.db_size_limit,
+    )
 
 
 def cmd_engine(args: argparse.Namespace) -> int:
@@ -116,7 +140,7 @@ def cmd_scheduler(args: argparse.Namespace) -> int:
     from actorcluster.launcher import run_scheduler
 
     _log_to(None, args.verbose)
-    return run_scheduler(args.hub, args.ip, args.scheme, args.hwm)
+    return run_scheduler(args.hub, args.ip, args.scheme, args.hwm, args.db)
 
 
 def cmd_start(args: argparse.Namespace) -> int:
@@ -146,8 +170,11 @@ def cmd_start(args: argparse.Namespace) -> int:
         "--hwm",
         str(args.hwm),
         *(["--scheduler-process"] if args.scheduler_process else []),
+        *(["--recover"] if args.recover else []),
+        *("--db", args.db, "--db-record-limit", str(args.db_record_limit)),
+        *("--db-size-limit", str(args.db_size_limit)),
     ]
-    for flag in ("profile", "cluster_id", "dir"):
+    for flag in ("profile", "cluster_id", "dir", "db_dir"):
         value = getattr(args, flag, None)
         if value:
             command += [f"--{flag.replace('_', '-')}", value]
@@ -315,6 +342,7 @@ def _parser() -> argparse.ArgumentParser:
         description=cmd_scheduler.__doc__,
     )
     scheduler.add_argument("--hub", required=True, help="the Hub's address (actor://host:port/hub)")
+    scheduler.add_argument("--db", help="the DB writer's address (none: record nothing)")
     scheduler.add_argument(
         "--ip", default="127.0.0.1", help="interface to listen on (default 127.0.0.1)"
     )
@@ -325,6 +353,35 @@ def _parser() -> argparse.ArgumentParser:
             "--scheduler-process",
             action="store_true",
             help="run the task scheduler in a process of its own (when one GIL is the limit)",
+        )
+    for part in (start, controller):
+        part.add_argument(
+            "--db",
+            default="tinydb",
+            choices=["tinydb", "memory", "none"],
+            help="the task database: files in the profile (tinydb, the default, survives "
+            "restarts), memory only, or none",
+        )
+        part.add_argument(
+            "--db-dir", help="the folder of a tinydb task database (default: the profile's db/)"
+        )
+        part.add_argument(
+            "--recover",
+            action="store_true",
+            help="move a damaged task database file aside and keep what is readable "
+            "(without it, a damaged file stops the start)",
+        )
+        part.add_argument(
+            "--db-record-limit",
+            type=int,
+            default=1_000_000,
+            help="task records kept at most; the oldest finished ones go first (default 1000000)",
+        )
+        part.add_argument(
+            "--db-size-limit",
+            type=int,
+            default=2**30,
+            help="bytes of task data kept at most (default 1 GiB)",
         )
     for part in (start, controller, scheduler):
         part.add_argument(

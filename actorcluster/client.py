@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from actorcluster._io import ClientIO, Connect, Send
+from actorcluster._taskdb import TaskDatabase
 from actorcluster.actors.messages import (
     Abort,
     AbortTasks,
@@ -38,8 +39,11 @@ logger = logging.getLogger(__name__)
 Targets = int | Sequence[int] | slice | str | None
 
 
-class Client:
+class Client(TaskDatabase):
     """A connection to a cluster (the spec's `Client`).
+
+    Its task-database methods (`db_query`, `get_result`, `result_status`, `hub_history`,
+    `purge_*`, `resubmit`) come from `TaskDatabase`.
 
     Args:
         url_file_or_connection_file: the client connection file to use; by default the
@@ -315,11 +319,19 @@ class Client:
         return self._control(ShutdownEngine, targets, block)
 
     def queue_status(self, targets: Targets = None, verbose: bool = False) -> dict[Any, Any]:
-        """Per-engine `queue`, `tasks` and `completed` counts, plus `unassigned`."""
+        """Per-engine `queue` (direct), `tasks` (load-balanced) and `completed` counts, plus
+        `unassigned`; with `verbose`, the msg_ids instead of the counts."""
         engines = None if targets is None else tuple(self._resolve(targets)[0])
         status: dict[Any, Any] = RemoteRef(self.info["hub"], self.session).ask(
-            QueueStatus(engines=engines), block=True, timeout=10
+            QueueStatus(engines=engines, verbose=verbose), block=True, timeout=10
         )
+        if verbose and self._config.db:  # the msg_ids of completed tasks are the database's
+            for engine, counts in status.items():
+                if engine in self._engines:
+                    done = self.db_query(
+                        {"engine_uuid": self._engines[engine], "completed": {"$ne": None}}, []
+                    )
+                    counts["completed"] = [r["msg_id"] for r in done]
         if isinstance(targets, int):
             return dict(status.get(targets, {}))
         return status

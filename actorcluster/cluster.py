@@ -40,6 +40,9 @@ class Cluster:
         scheduler_process: run the task scheduler in a process of its own.
         timeout: seconds to wait for the cluster to come up.
         block: the default `block` of the client's views.
+        db: the task database: "memory" (the default), "none", or a folder for a durable
+            file database (kept across clusters that use the same folder).
+        recover: with a folder `db`, move damaged database files aside instead of failing.
     """
 
     def __init__(
@@ -54,6 +57,8 @@ class Cluster:
         scheduler_process: bool = False,
         timeout: float = 30.0,
         block: bool = False,
+        db: str | os.PathLike[str] = "memory",
+        recover: bool = False,
     ) -> None:
         if mode not in ("processes", "inprocess"):
             raise ValueError(f"unknown mode {mode!r}: use 'processes' or 'inprocess'")
@@ -62,6 +67,13 @@ class Cluster:
         self.n, self.mode, self.timeout, self.block = n, mode, timeout, block
         self.heartbeat_period, self.heartbeat_misses = heartbeat_period, heartbeat_misses
         self.scheme, self.hwm, self.scheduler_process = scheme, hwm, scheduler_process
+        if db in ("memory", "none"):
+            self.db, self.db_dir = str(db), None
+        elif db == "tinydb":
+            raise ValueError("for a file task database, give its folder: Cluster(db='/path/to/db')")
+        else:
+            self.db, self.db_dir = "tinydb", Path(db)
+        self.recover = recover
         self.client_info: dict[str, Any] | None = None
         self.controller_process: subprocess.Popen[bytes] | None = None
         self.engine_pids: list[int] = []
@@ -104,9 +116,11 @@ class Cluster:
 
     def _start_inprocess(self) -> None:
         from actorcluster.actors.controller import Controller
+        from actorcluster.actors.store import open_store
         from actorcluster.launcher import start_inprocess_engines
         from actorcluster.transport import Session, new_key
 
+        store = open_store(self.db, self.db_dir, recover=self.recover)
         self._controller = Controller(
             Session(new_key().encode()),
             heartbeat_period=self.heartbeat_period,
@@ -114,6 +128,7 @@ class Cluster:
             scheme=self.scheme,
             hwm=self.hwm,
             scheduler_process=self.scheduler_process,
+            store=store,
         )
         self.client_info = self._controller.client_info
         self._engines = start_inprocess_engines(self._controller, self.n, self.timeout)
@@ -125,6 +140,8 @@ class Cluster:
             "--heartbeat-period", str(self.heartbeat_period), "--heartbeat-misses", str(self.heartbeat_misses),
             "--scheme", self.scheme, "--hwm", str(self.hwm),
             *(["--scheduler-process"] if self.scheduler_process else []),
+            "--db", self.db, *(["--db-dir", str(self.db_dir)] if self.db_dir else []),
+            *(["--recover"] if self.recover else []),
         ]  # fmt: skip
         from actorcluster.launcher import die_with_parent
 

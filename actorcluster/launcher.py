@@ -99,7 +99,7 @@ def start_inprocess_engines(controller: Controller, n: int, timeout: float) -> l
     return refs
 
 
-def run_scheduler(hub: str, host: str, scheme: str, hwm: int) -> int:
+def run_scheduler(hub: str, host: str, scheme: str, hwm: int, db: str | None = None) -> int:
     """Run a task scheduler in this process: key from stdin, its address to stdout.
 
     It stops when stdin closes (its controller stopped, or died).
@@ -108,7 +108,14 @@ def run_scheduler(hub: str, host: str, scheme: str, hwm: int) -> int:
     from actorcluster.transport import RemoteRef
 
     session = Session(sys.stdin.readline().strip().encode())
-    ref = TaskScheduler.start(session, host, RemoteRef(hub, session), scheme=scheme, hwm=hwm)
+    ref = TaskScheduler.start(
+        session,
+        host,
+        RemoteRef(hub, session),
+        scheme=scheme,
+        hwm=hwm,
+        db=RemoteRef(db, session) if db else None,
+    )
     print(actor_of(ref).address, flush=True)
     sys.stdin.read()
     ref.stop(timeout=5)

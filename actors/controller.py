@@ -10,11 +10,13 @@ import time
 from typing import Any
 
 import pykka
+from actorcluster.actors.dbwriter import DBWriter
 from actorcluster.actors.heartmonitor import HeartMonitor
 from actorcluster.actors.hub import Hub
 from actorcluster.actors.messages import ShutdownEngine
 from actorcluster.actors.relay import MuxRelay
 from actorcluster.actors.scheduler import TaskScheduler
+from actorcluster.actors.store import TaskStore
 from actorcluster.transport import RemoteRef, Session, actor_of
 
 __all__ = ["Controller"]
@@ -33,6 +35,7 @@ class Controller:
         scheme: how the task scheduler picks engines (see `actorcluster.actors.schemes`).
         hwm: tasks an engine may hold at once (0: no limit).
         scheduler_process: run the task scheduler in a process of its own (its own GIL).
+        store: the task database (None: keep none). The controller's DB writer owns it.
     """
 
     def __init__(
@@ -45,6 +48,7 @@ class Controller:
         scheme: str = "leastload",
         hwm: int = 4,
         scheduler_process: bool = False,
+        store: TaskStore | None = None,
     ) -> None:
         self.session = session
         self.scheduler_process: subprocess.Popen[str] | None = None
@@ -56,25 +60,31 @@ class Controller:
             on_stop_requested=self.stop_requested.set,
         )
         self.hub: Hub = actor_of(self.hub_ref)
+        self.db_ref = None if store is None else DBWriter.start(session, host, store)
+        db_address = "" if self.db_ref is None else actor_of(self.db_ref).address
         self.monitor_ref = HeartMonitor.start(
             session, host, self.hub_ref, period=heartbeat_period, misses=heartbeat_misses
         )
         if scheduler_process:  # the same actor, in a process (and GIL) of its own
             self.scheduler_process, address = _spawn_scheduler(
-                session, host, self.hub.address, scheme, hwm
+                session, host, self.hub.address, db_address, scheme, hwm
             )
             self.scheduler_ref: Any = RemoteRef(address, session)
         else:
             self.scheduler_ref = TaskScheduler.start(
-                session, host, self.hub_ref, scheme=scheme, hwm=hwm
+                session, host, self.hub_ref, scheme=scheme, hwm=hwm, db=self.db_ref
             )
             address = actor_of(self.scheduler_ref).address
         # the relay tells the scheduler of direct tasks too: `after` may name them
-        self.relay_ref = MuxRelay.start(session, host, self.hub_ref, self.scheduler_ref)
+        self.relay_ref = MuxRelay.start(
+            session, host, self.hub_ref, self.scheduler_ref, db=self.db_ref
+        )
         monitor: HeartMonitor = actor_of(self.monitor_ref)
         relay: MuxRelay = actor_of(self.relay_ref)
-        addresses = {"mux": relay.address, "task": address}
-        self.hub.connect(self.relay_ref, self.monitor_ref, self.scheduler_ref, addresses)
+        addresses = {"mux": relay.address, "task": address, "db": db_address}
+        self.hub.connect(
+            self.relay_ref, self.monitor_ref, self.scheduler_ref, addresses, db=self.db_ref
+        )
         key = session.key.decode()
         self.client_info: dict[str, Any] = {
             "key": key,
@@ -107,6 +117,8 @@ class Controller:
             _stop(self.scheduler_ref)
         for ref in (self.relay_ref, self.monitor_ref, self.hub_ref):
             _stop(ref)
+        if self.db_ref is not None:
+            _stop(self.db_ref)  # last: it hears what the others report as they stop
 
 
 def _stop(ref: pykka.ActorRef[Any]) -> None:
@@ -117,13 +129,13 @@ def _stop(ref: pykka.ActorRef[Any]) -> None:
 
 
 def _spawn_scheduler(
-    session: Session, host: str, hub: str, scheme: str, hwm: int
+    session: Session, host: str, hub: str, db: str, scheme: str, hwm: int
 ) -> tuple[subprocess.Popen[str], str]:
     """Start `actorclusterd scheduler`; the key goes by stdin (argv is visible to all)."""
     from actorcluster.launcher import die_with_parent
 
     command = [sys.executable, "-m", "actorcluster.cli", "scheduler", "--hub", hub, "--ip", host]
-    command += ["--scheme", scheme, "--hwm", str(hwm)]
+    command += ["--scheme", scheme, "--hwm", str(hwm), *(["--db", db] if db else [])]
     proc = subprocess.Popen(
         command,
         stdin=subprocess.PIPE,

@@ -86,6 +86,7 @@ class Hub(SocketActor):
         self.relay: pykka.ActorRef[Any] | None = None
         self.monitor: pykka.ActorRef[Any] | None = None
         self.scheduler: Any = None  # an ActorRef, or a RemoteRef when it runs apart
+        self.db: pykka.ActorRef[Any] | None = None
         self.addresses: dict[str, str] = {}
         self._next_id = 0
         self._seq = 0
@@ -98,9 +99,10 @@ class Hub(SocketActor):
         monitor: pykka.ActorRef[Any],
         scheduler: Any,
         addresses: dict[str, str],
+        db: pykka.ActorRef[Any] | None = None,
     ) -> None:
         """Wire the Hub to the other controller actors (before any engine registers)."""
-        self.relay, self.monitor, self.scheduler = relay, monitor, scheduler
+        self.relay, self.monitor, self.scheduler, self.db = relay, monitor, scheduler, db
         self.addresses = addresses
 
     def on_receive(self, message: Any) -> Any:
@@ -131,14 +133,15 @@ class Hub(SocketActor):
                 return ClientConfig(
                     mux=self.addresses["mux"],
                     task=self.addresses.get("task", ""),
+                    db=self.addresses.get("db", ""),
                     engines={e.id: e.uuid for e in self.engines.values()},
                     started=self.started,
                     seq=self._seq,
                 )
             case HeartFailed(uuid=uuid, silent_for=silent):
                 self._unregister(uuid, f"no heartbeat for {silent:.1f} s")
-            case QueueStatus(engines=engines):
-                return self._queue_status(engines)
+            case QueueStatus(engines=engines, verbose=verbose):
+                return self._queue_status(engines, verbose)
             case HubStatus():
                 return {
                     "engines": {
@@ -166,7 +169,7 @@ class Hub(SocketActor):
         self.engines[engine_id] = record
         self.by_uuid[request.uuid] = record
         added = EngineAdded(id=engine_id, uuid=request.uuid, node=request.node)
-        for ref in (self.relay, self.monitor, self.scheduler):
+        for ref in (self.relay, self.monitor, self.scheduler, self.db):
             if ref is not None:
                 ref.tell(added)
         if request.hostname == self._hostname:
@@ -211,14 +214,20 @@ class Hub(SocketActor):
         )
         logger.warning("engine %d unregistered: %s", record.id, reason)
 
-    def _queue_status(self, engines: tuple[int, ...] | None) -> dict[Any, Any]:
+    def _queue_status(
+        self, engines: tuple[int, ...] | None, verbose: bool = False
+    ) -> dict[Any, Any]:
         wanted = (
             self.engines
             if engines is None
             else {i: self.engines[i] for i in engines if i in self.engines}
         )
         status: dict[Any, Any] = {
-            e.id: {"queue": len(e.queue), "completed": e.completed, "tasks": len(e.balanced)}
+            e.id: (
+                {"queue": sorted(e.queue), "completed": e.completed, "tasks": sorted(e.balanced)}
+                if verbose
+                else {"queue": len(e.queue), "completed": e.completed, "tasks": len(e.balanced)}
+            )
             for e in wanted.values()
         }
         status["unassigned"] = self.unassigned

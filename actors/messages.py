@@ -54,6 +54,7 @@ class ClientConfig(Message):
 
     mux: str
     task: str
+    db: str  # the DB writer ("" when the cluster keeps no task database)
     engines: dict[int, str]
     started: float
     seq: int
@@ -184,9 +185,10 @@ class TaskResult(Message):
 
 @dataclass(frozen=True, kw_only=True)
 class QueueStatus(Message):
-    """Ask the Hub for per-engine queue counts."""
+    """Ask the Hub for per-engine queue counts (msg_ids, if `verbose`)."""
 
     engines: tuple[int, ...] | None = None
+    verbose: bool = False
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -244,3 +246,95 @@ class TasksFinished(Message):
     tasks: tuple[tuple[str, int, str], ...]
     balanced: bool = False
     unassigned: int = 0
+
+
+# -- the task database -----------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class TaskLog(Message):
+    """Relay or scheduler -> DB writer: what happened to tasks since the last report.
+
+    `submitted`: (time, request or task) as it arrived; `assigned`: (time, msg_id, engine)
+    when the scheduler picks an engine; `finished`: (time, result) of final outcomes.
+    """
+
+    queue: str  # "mux" (direct) or "task" (load-balanced)
+    submitted: tuple[tuple[float, Request | SubmitTask], ...] = ()
+    assigned: tuple[tuple[float, str, int], ...] = ()
+    finished: tuple[tuple[float, TaskResult], ...] = ()
+
+
+@dataclass(frozen=True, kw_only=True)
+class DbQuery(Message):
+    """Ask for the records matching `query` (the Mongo subset), with `keys` only."""
+
+    query: dict[str, Any]
+    keys: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class FetchResults(Message):
+    """Ask for the results of `msg_ids`; answered with `Fetched`.
+
+    With `watch`, the results of the ones still pending are sent to the asking client
+    (`actor://<client>/client`) as they finish. With `status_only`, no results, only states.
+    """
+
+    msg_ids: tuple[str, ...]
+    client: str = ""
+    watch: bool = False
+    status_only: bool = False
+
+
+@dataclass(frozen=True, kw_only=True)
+class Fetched(Message):
+    """The answer to `FetchResults`."""
+
+    results: tuple[TaskResult, ...]
+    pending: tuple[str, ...]
+    unknown: tuple[str, ...]
+    submitted: dict[str, Any] = field(default_factory=dict)  # msg_id -> datetime
+
+
+@dataclass(frozen=True, kw_only=True)
+class HubHistory(Message):
+    """Ask for every msg_id the database holds, in order of submission."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class PurgeRecords(Message):
+    """Forget finished records: these `msg_ids`, those run on `engines` (uuids), or
+    every finished one (`everything`). Nothing is removed if one of them is pending;
+    answered with `Purged`."""
+
+    msg_ids: tuple[str, ...] = ()
+    engines: tuple[str, ...] = ()
+    everything: bool = False
+
+
+@dataclass(frozen=True, kw_only=True)
+class Purged(Message):
+    """The answer to `PurgeRecords`."""
+
+    purged: int
+    pending: tuple[str, ...] = ()
+    unknown: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, kw_only=True)
+class Resubmit(Message):
+    """Ask for what it takes to run finished tasks again, under `new_ids`; answered with
+    `Resubmission`. The old records are marked `resubmitted`."""
+
+    msg_ids: tuple[str, ...]
+    new_ids: tuple[str, ...]
+    client: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class Resubmission(Message):
+    """The answer to `Resubmit`: the original requests (or tasks), or why not."""
+
+    requests: tuple[Request | SubmitTask, ...] = ()
+    refused: dict[str, str] = field(default_factory=dict)  # msg_id -> why

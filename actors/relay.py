@@ -42,7 +42,7 @@ class MuxRelay(SocketActor):
     Accepts: `Hello` (an engine or client connects), requests (`Apply`, `Execute`, `Push`,
     `Pull`, `Abort`, `Clear`, `ShutdownEngine`) from clients, `TaskResult` from engines,
     `EngineAdded`/`EngineDied` from the Hub. Emits: requests to engines, `TaskResult` to
-    clients, `TasksSubmitted`/`TasksFinished` to the Hub. Owns: a listening ROUTER.
+    clients, `TasksSubmitted`/`TasksFinished` to the Hub, `TaskLog` to the DB writer. Owns: a listening ROUTER.
     """
 
     verify_buffers = False  # payloads pass through unread; their users check them
@@ -53,12 +53,13 @@ class MuxRelay(SocketActor):
         host: str,
         hub: pykka.ActorRef[Any],
         scheduler: Teller | None = None,
+        db: Teller | None = None,
     ) -> None:
         super().__init__(session, name="relay", listen=f"tcp://{host}:0")
         self.hub = hub
         self.engines: dict[int, str] = {}
         self.pending: dict[str, tuple[str, int]] = {}
-        self.report = HubReport(hub, balanced=False, also=scheduler)
+        self.report = HubReport(hub, balanced=False, also=scheduler, db=db)
 
     def on_receive(self, message: Any) -> Any:
         match message:
@@ -77,6 +78,9 @@ class MuxRelay(SocketActor):
         return None
 
     def _request(self, request: Request) -> None:
+        report = self.report
+        if report.db is not None and request.client:
+            report.requests.append((time.time(), request))
         node = self.engines.get(request.engine)
         if node is None:
             error = EngineError(
@@ -86,7 +90,7 @@ class MuxRelay(SocketActor):
             return
         self.pending[request.msg_id] = (request.client, request.engine)
         self.send(f"actor://{node}/engine", request)
-        self.report.submitted.append((request.msg_id, request.engine, request.client))
+        report.submitted.append((request.msg_id, request.engine, request.client))
 
     def _result(self, result: TaskResult) -> None:
         pending = self.pending.pop(result.msg_id, None)
@@ -108,11 +112,16 @@ class MuxRelay(SocketActor):
     def _to_client(self, client: str, result: TaskResult) -> None:
         if client:  # the controller's own requests (shutdown) have no client
             self.send(f"actor://{client}/client", result)
+            if self.report.db is not None:
+                self.report.results.append((time.time(), result))
 
     def flush(self) -> None:
         if self.report.flush(0):
             self.call_later(self.report.interval, Nudge())
         super().flush()
+
+    def on_stop(self) -> None:
+        self.report.flush(0, now=True)  # the task database hears of everything
 
 
 def _failed(msg_id: str, engine: int, error: BaseException) -> TaskResult:

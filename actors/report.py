@@ -1,4 +1,5 @@
-"""Task events for the Hub, batched: the hot paths tell it at most once per interval."""
+"""Task events for the Hub and the DB writer, batched: the hot paths tell them at most
+once per interval."""
 
 from __future__ import annotations
 
@@ -6,7 +7,14 @@ import time
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from actorcluster.actors.messages import TasksFinished, TasksSubmitted
+from actorcluster.actors.messages import (
+    Request,
+    SubmitTask,
+    TaskLog,
+    TaskResult,
+    TasksFinished,
+    TasksSubmitted,
+)
 
 __all__ = ["HubReport", "Nudge", "Teller"]
 
@@ -23,7 +31,8 @@ class Nudge:
 
 
 class HubReport:
-    """Collect (msg_id, engine, client|status) events and tell the Hub in batches.
+    """Collect (msg_id, engine, client|status) events and tell the Hub in batches; and,
+    when there is a DB writer, the requests and results themselves for the task records.
 
     Telling the Hub wakes its thread: on a busy path, once per `interval` is plenty for
     `queue_status`, and leaves the CPU to the tasks.
@@ -32,6 +41,8 @@ class HubReport:
         hub: the Hub.
         balanced: whether the events are of load-balanced tasks.
         interval: seconds between reports while events keep coming.
+        also: another receiver of the Hub's events.
+        db: the DB writer (None: no task database).
     """
 
     def __init__(
@@ -41,26 +52,34 @@ class HubReport:
         balanced: bool,
         interval: float = 0.02,
         also: Teller | None = None,
+        db: Teller | None = None,
     ) -> None:
         self.receivers = [hub] if also is None else [hub, also]
         self.balanced = balanced
         self.interval = interval
+        self.db = db
         self.submitted: list[tuple[str, int, str]] = []
         self.finished: list[tuple[str, int, str]] = []
+        # for the DB writer, filled by the caller when `db` is set:
+        self.requests: list[tuple[float, Request | SubmitTask]] = []
+        self.assigned: list[tuple[float, str, int]] = []
+        self.results: list[tuple[float, TaskResult]] = []
         self._last = 0.0
         self.nudge_pending = False
 
-    def flush(self, unassigned: int = 0) -> bool:
-        """Tell the Hub what happened if it is time; return True if a nudge is needed later."""
-        if not (self.submitted or self.finished):
+    def flush(self, unassigned: int = 0, *, now: bool = False) -> bool:
+        """Tell the Hub what happened if it is time (or `now`); return True if a nudge
+        is needed later."""
+        if not (self.submitted or self.finished or self.requests or self.results):
             return False
-        now = time.monotonic()
-        if now - self._last < self.interval and len(self.submitted) + len(self.finished) < 4096:
+        clock = time.monotonic()
+        due = now or clock - self._last >= self.interval
+        if not due and len(self.submitted) + len(self.finished) < 4096:
             if self.nudge_pending:
                 return False
             self.nudge_pending = True
             return True
-        self._last = now
+        self._last = clock
         events: list[TasksSubmitted | TasksFinished] = []
         if self.submitted:
             events.append(
@@ -79,4 +98,13 @@ class HubReport:
         for receiver in self.receivers:
             for event in events:
                 receiver.tell(event)
+        if self.db is not None and (self.requests or self.assigned or self.results):
+            log = TaskLog(
+                queue="task" if self.balanced else "mux",
+                submitted=tuple(self.requests),
+                assigned=tuple(self.assigned),
+                finished=tuple(self.results),
+            )
+            self.requests, self.assigned, self.results = [], [], []
+            self.db.tell(log)
         return False

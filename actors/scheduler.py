@@ -66,7 +66,7 @@ class TaskScheduler(SocketActor):
 
     Accepts: `SubmitTask` from clients, `TaskResult` from engines, `Hello`,
     `EngineAdded`/`EngineDied` from the Hub. Emits: requests to engines, `TaskResult` to
-    clients, `TasksSubmitted`/`TasksFinished` to the Hub. Owns: a listening ROUTER.
+    clients, `TasksSubmitted`/`TasksFinished` to the Hub, `TaskLog` to the DB writer. Owns: a listening ROUTER.
 
     Args:
         session: the cluster's session.
@@ -74,6 +74,7 @@ class TaskScheduler(SocketActor):
         hub: the Hub to tell what went where.
         scheme: a name in `SCHEMES`.
         hwm: tasks an engine may hold at once (0: no limit).
+        db: the DB writer to record every task with (None: no task database).
     """
 
     verify_buffers = False  # payloads pass through unread; their users check them
@@ -86,6 +87,7 @@ class TaskScheduler(SocketActor):
         *,
         scheme: str = "leastload",
         hwm: int = 4,
+        db: Teller | None = None,
     ) -> None:
         if scheme not in SCHEMES:
             raise ValueError(f"unknown scheme {scheme!r}: choose one of {', '.join(SCHEMES)}")
@@ -100,11 +102,13 @@ class TaskScheduler(SocketActor):
         self.blocked: list[_Task] = []
         self.graph = TaskGraph()
         self.running: dict[str, _Task] = {}
-        self.report = HubReport(hub, balanced=True)
+        self.report = HubReport(hub, balanced=True, db=db)
 
     def on_receive(self, message: Any) -> Any:
         match message:
             case SubmitTask(retries=retries, timeout=timeout, known=known):
+                if self.report.db is not None:
+                    self.report.requests.append((time.time(), message))
                 for msg_id, engine, status in known:
                     if status:
                         self.graph.finished(msg_id, engine, status == "ok")
@@ -201,7 +205,10 @@ class TaskScheduler(SocketActor):
         self.loads[engine] += 1
         self.used[engine] = time.monotonic()
         self.send(f"actor://{self.engines[engine]}/engine", request)
-        self.report.submitted.append((request.msg_id, engine, request.client))
+        report = self.report
+        report.submitted.append((request.msg_id, engine, request.client))
+        if report.db is not None:
+            report.assigned.append((time.time(), request.msg_id, engine))
 
     def _result(self, result: TaskResult) -> None:
         task = self.running.pop(result.msg_id, None)
@@ -313,6 +320,8 @@ class TaskScheduler(SocketActor):
         """The task's final answer: tell its client, and let tasks that depend on it go on."""
         self.graph.finished(result.msg_id, result.engine, result.status == "ok")
         self.send(f"actor://{task.submit.request.client}/client", result)
+        if self.report.db is not None:
+            self.report.results.append((time.time(), result))
         if self.blocked:
             self._unblock()
 
@@ -320,6 +329,9 @@ class TaskScheduler(SocketActor):
         if self.report.flush(len(self.queue)):
             self.call_later(self.report.interval, Nudge())
         super().flush()
+
+    def on_stop(self) -> None:
+        self.report.flush(len(self.queue), now=True)  # the task database hears of everything
 
 
 def _failed(msg_id: str, engine: int, status: str, error: BaseException) -> TaskResult:

@@ -4,35 +4,63 @@ TinyDB's own write path reads, converts and writes back the whole table on every
 (O(n) each). The store keeps the table's dict live in TinyDB's MemoryStorage and edits it
 in place; TinyDB serves the queries (`search` with a compiled `Matcher`). Only the DB
 writer actor touches a store: TinyDB is not thread-safe.
+
+With a `Journal`, every change is journaled as it is made (and made durable by the journal's
+commit). A record limit and a size limit bound the store: past either, the oldest finished
+records are culled; a pending task is never culled.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
+from actorcluster.actors.journal import Journal
 from actorcluster.actors.query import compile_query
 from tinydb import TinyDB
 from tinydb.storages import MemoryStorage
 
 from actorcluster.error import UnknownTask
 
-__all__ = ["TaskStore"]
+__all__ = ["TaskStore", "open_store"]
 
 _TABLE = "tasks"
 _BUFFERS = ("buffers", "result_buffers")
+_OVERHEAD = 512  # bytes a record costs besides its buffers, roughly
 
 
 class TaskStore:
-    """Task records by msg_id, queryable with the Mongo subset of `actors.query`."""
+    """Task records by msg_id, queryable with the Mongo subset of `actors.query`.
 
-    def __init__(self) -> None:
+    Args:
+        journal: where changes are made durable (None: memory only); its records are loaded.
+        record_limit: records kept at most (finished ones beyond it are culled).
+        size_limit: bytes of buffers (plus a per-record overhead) kept at most.
+    """
+
+    def __init__(
+        self,
+        journal: Journal | None = None,
+        *,
+        record_limit: int = 1_000_000,
+        size_limit: int = 2**30,
+    ) -> None:
         self.db = TinyDB(storage=MemoryStorage)
         self.table = self.db.table(_TABLE, cache_size=0)  # records change under it: no cache
         self._live: dict[str, dict[str, Any]] = {}
         self.db.storage.memory = {_TABLE: self._live}  # type: ignore[attr-defined]
         self._doc_ids: dict[str, str] = {}
         self._next = 1
+        self.journal = journal
+        self.record_limit = record_limit
+        self.size_limit = size_limit
+        self.nbytes = 0
+        self.pending: set[str] = set()
+        self.culled = 0
+        if journal is not None:
+            for record in journal.load().values():
+                self._add(record)
 
     def __len__(self) -> int:
         return len(self._live)
@@ -46,10 +74,20 @@ class TaskStore:
         if msg_id in self._doc_ids:
             self.update(msg_id, record)
             return
+        self._add(dict(record))
+        if self.journal is not None:
+            self.journal.insert(record)
+        if len(self._live) > self.record_limit or self.nbytes > self.size_limit:
+            self._cull()
+
+    def _add(self, record: dict[str, Any]) -> None:
         doc_id = str(self._next)
         self._next += 1
-        self._live[doc_id] = dict(record)
-        self._doc_ids[msg_id] = doc_id
+        self._live[doc_id] = record
+        self._doc_ids[record["msg_id"]] = doc_id
+        self.nbytes += _size(record)
+        if record.get("completed") is None:
+            self.pending.add(record["msg_id"])
 
     def update(self, msg_id: str, fields: dict[str, Any]) -> None:
         """Set `fields` on the record of `msg_id`.
@@ -57,7 +95,14 @@ class TaskStore:
         Raises:
             UnknownTask: no record has that msg_id.
         """
-        self._record(msg_id).update(fields)
+        record = self._record(msg_id)
+        self.nbytes -= _size(record)
+        record.update(fields)
+        self.nbytes += _size(record)
+        if record.get("completed") is not None:
+            self.pending.discard(msg_id)
+        if self.journal is not None:
+            self.journal.update(msg_id, fields)
 
     def get(self, msg_id: str) -> dict[str, Any]:
         """The record of `msg_id` (a copy).
@@ -67,12 +112,35 @@ class TaskStore:
         """
         return dict(self._record(msg_id))
 
+    def records(self) -> Iterable[dict[str, Any]]:
+        """Every record, oldest first (for a snapshot)."""
+        return self._live.values()
+
     def remove(self, msg_ids: Iterable[str]) -> None:
         """Forget these records (unknown ids are ignored)."""
+        removed = []
         for msg_id in msg_ids:
             doc_id = self._doc_ids.pop(msg_id, None)
             if doc_id is not None:
-                del self._live[doc_id]
+                self.nbytes -= _size(self._live.pop(doc_id))
+                self.pending.discard(msg_id)
+                removed.append(msg_id)
+        if self.journal is not None:
+            self.journal.delete(removed)
+
+    def _cull(self) -> None:
+        """Remove the oldest finished records until a tenth below both limits."""
+        records, size = int(self.record_limit * 0.9), int(self.size_limit * 0.9)
+        count, nbytes, doomed = len(self._live), self.nbytes, []
+        for record in self._live.values():
+            if count <= records and nbytes <= size:
+                break
+            if record["msg_id"] not in self.pending:
+                doomed.append(record["msg_id"])
+                count -= 1
+                nbytes -= _size(record)
+        self.remove(doomed)
+        self.culled += len(doomed)
 
     def find(
         self, query: dict[str, Any], keys: Sequence[str] | None = None
@@ -107,3 +175,42 @@ def _project(record: Mapping[str, Any], keys: Sequence[str] | None) -> dict[str,
     if keys is None:
         return {k: v for k, v in record.items() if k not in _BUFFERS}
     return {k: record.get(k) for k in ("msg_id", *[k for k in keys if k != "msg_id"])}
+
+
+def _size(record: Mapping[str, Any]) -> int:
+    size = _OVERHEAD
+    for key in _BUFFERS:
+        for buffer in record.get(key) or ():
+            size += memoryview(buffer).nbytes
+    return size
+
+
+def open_store(
+    kind: str,
+    folder: Path | None = None,
+    *,
+    recover: bool = False,
+    record_limit: int = 1_000_000,
+    size_limit: int = 2**30,
+) -> TaskStore | None:
+    """The task database of `kind`: "tinydb" (files in `folder`), "memory", or "none".
+
+    Raises:
+        ValueError: an unknown kind, or "tinydb" without a folder.
+        DatabaseLocked: another process uses `folder`.
+        DatabaseCorrupt: a file in `folder` is damaged (and `recover` is off).
+    """
+    if kind == "none":
+        return None
+    if kind == "memory":
+        return TaskStore(record_limit=record_limit, size_limit=size_limit)
+    if kind != "tinydb":
+        raise ValueError(f"unknown task database {kind!r}: use 'tinydb', 'memory' or 'none'")
+    if folder is None:
+        raise ValueError("a 'tinydb' task database needs a folder for its files")
+    journal = Journal(folder, recover=recover)
+    try:
+        return TaskStore(journal, record_limit=record_limit, size_limit=size_limit)
+    except BaseException:
+        journal.close()
+        raise

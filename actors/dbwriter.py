@@ -1,0 +1,226 @@
+"""The DB writer: the one owner of the task database.
+
+Relays and the scheduler tell it what happened (`TaskLog`, in batches, so the hot paths
+never wait on it); clients ask it for records, results, history, purges and resubmissions.
+With a journal, changes are group-committed: written and fsynced at most every
+`commit_interval` seconds while they keep coming, and always before an answer leaves, so
+anything a client has read from the database survives a crash of the controller.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from actorcluster.actors.messages import (
+    DbQuery,
+    EngineAdded,
+    Fetched,
+    FetchResults,
+    HubHistory,
+    Purged,
+    PurgeRecords,
+    Resubmission,
+    Resubmit,
+    TaskLog,
+)
+from actorcluster.actors.records import (
+    finished_fields,
+    request_of,
+    result_of,
+    submitted_record,
+)
+from actorcluster.actors.store import TaskStore
+from actorcluster.transport import Session, SocketActor
+
+from actorcluster.error import UnknownTask
+
+__all__ = ["DBWriter"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class _Commit:
+    """Timer: make the journaled changes durable."""
+
+
+class DBWriter(SocketActor):
+    """Records every task and answers the clients' questions about them.
+
+    Accepts: `TaskLog` (relay, scheduler), `EngineAdded` (Hub), and the asks `DbQuery`,
+    `FetchResults`, `HubHistory`, `PurgeRecords`, `Resubmit` (clients). Emits: the results
+    of watched tasks to their clients. Owns: a listening ROUTER, the `TaskStore` (and its
+    journal's files).
+
+    Args:
+        session: the cluster's session.
+        host: the interface to bind.
+        store: the store (with its journal for a file database).
+        commit_interval: seconds between group commits while changes keep coming.
+        snapshot_bytes: journal size past which a snapshot is written and the journal reset.
+    """
+
+    def __init__(
+        self,
+        session: Session,
+        host: str,
+        store: TaskStore,
+        *,
+        commit_interval: float = 0.05,
+        snapshot_bytes: int = 64 * 2**20,
+    ) -> None:
+        super().__init__(session, name="db", listen=f"tcp://{host}:0")
+        self.store = store
+        self.commit_interval = commit_interval
+        self.snapshot_bytes = snapshot_bytes
+        self.engines: dict[int, str] = {}
+        self.watchers: dict[str, set[str]] = {}
+        self._commit_due = False
+
+    def on_receive(self, message: Any) -> Any:
+        match message:
+            case TaskLog():
+                self._log(message)
+            case EngineAdded(id=engine, uuid=uuid):
+                self.engines[engine] = uuid
+            case _Commit():
+                self._commit_due = False
+                self._commit()
+            case DbQuery(query=query, keys=keys):
+                self._commit()
+                return self.store.find(query, None if keys is None else list(keys))
+            case FetchResults():
+                self._commit()
+                return self._fetch(message)
+            case HubHistory():
+                return [r["msg_id"] for r in sorted(self.store.records(), key=_submitted)]
+            case PurgeRecords():
+                purged = self._purge(message)
+                self._commit()
+                return purged
+            case Resubmit():
+                resubmission = self._resubmit(message)
+                self._commit()
+                return resubmission
+        return None
+
+    # -- recording --------------------------------------------------------------------------
+    def _log(self, log: TaskLog) -> None:
+        store, engines = self.store, self.engines
+        for when, item in log.submitted:
+            engine = getattr(item, "engine", -1)
+            store.insert(submitted_record(when, item, log.queue, engines.get(engine)))
+        for _when, msg_id, engine in log.assigned:
+            if msg_id in store:
+                store.update(msg_id, {"engine_uuid": engines.get(engine)})
+        for when, result in log.finished:
+            fields = finished_fields(when, result, engines.get(result.engine))
+            if result.msg_id in store:
+                store.update(result.msg_id, fields)
+            else:  # its submission was culled, or recorded by a controller before this one
+                store.insert({"msg_id": result.msg_id, "queue": log.queue, **fields})
+            waiting = self.watchers.pop(result.msg_id, None)
+            for client in waiting or ():
+                self.send(f"actor://{client}/client", result_of(store.get(result.msg_id)))
+        if store.journal is not None and store.journal.dirty and not self._commit_due:
+            self._commit_due = True
+            self.call_later(self.commit_interval, _Commit())
+
+    def _commit(self) -> None:
+        journal = self.store.journal
+        if journal is None:
+            return
+        journal.commit()
+        if journal.journal_bytes > self.snapshot_bytes:
+            started = time.monotonic()
+            journal.snapshot(iter(self.store.records()))
+            logger.info(
+                "task database snapshot of %d records in %.2f s",
+                len(self.store),
+                time.monotonic() - started,
+            )
+
+    # -- answering ----------------------------------------------------------------------------
+    def _fetch(self, request: FetchResults) -> Fetched:
+        results, pending, unknown, submitted = [], [], [], {}
+        for msg_id in request.msg_ids:
+            if msg_id not in self.store:
+                unknown.append(msg_id)
+                continue
+            record = self.store.get(msg_id)
+            submitted[msg_id] = record.get("submitted")
+            if msg_id in self.store.pending:
+                pending.append(msg_id)
+                if request.watch and request.client:
+                    self.watchers.setdefault(msg_id, set()).add(request.client)
+            elif not request.status_only:
+                results.append(result_of(record))
+        return Fetched(
+            results=tuple(results),
+            pending=tuple(pending),
+            unknown=tuple(unknown),
+            submitted=submitted if not request.status_only else {},
+        )
+
+    def _purge(self, request: PurgeRecords) -> Purged:
+        store = self.store
+        if request.everything:
+            doomed = [r["msg_id"] for r in store.records() if r["msg_id"] not in store.pending]
+        else:
+            unknown = tuple(m for m in request.msg_ids if m not in store)
+            pending = tuple(m for m in request.msg_ids if m in store.pending)
+            if unknown or pending:
+                return Purged(purged=0, pending=pending, unknown=unknown)
+            doomed = list(request.msg_ids)
+            if request.engines:
+                engines = set(request.engines)
+                doomed += [
+                    r["msg_id"]
+                    for r in store.records()
+                    if r.get("engine_uuid") in engines and r["msg_id"] not in store.pending
+                ]
+        store.remove(doomed)
+        return Purged(purged=len(doomed))
+
+    def _resubmit(self, request: Resubmit) -> Resubmission:
+        store, refused = self.store, {}
+        requests = []
+        for msg_id, new_id in zip(request.msg_ids, request.new_ids, strict=True):
+            if msg_id not in store:
+                refused[msg_id] = "unknown msg_id (not in the task database)"
+            elif msg_id in store.pending:
+                refused[msg_id] = "still pending: only finished tasks can be resubmitted"
+            else:
+                try:
+                    requests.append(request_of(store.get(msg_id), new_id, request.client))
+                except (ValueError, KeyError, IndexError) as e:
+                    refused[msg_id] = str(e)
+        if refused:
+            return Resubmission(refused=refused)
+        for msg_id, new_id in zip(request.msg_ids, request.new_ids, strict=True):
+            store.update(msg_id, {"resubmitted": new_id})
+        return Resubmission(requests=tuple(requests))
+
+    def _after_stop(self) -> None:
+        journal = self.store.journal
+        if journal is not None:
+            try:
+                journal.snapshot(iter(self.store.records()))
+            except OSError:
+                logger.exception("could not write the task database snapshot")
+            journal.close()
+        super()._after_stop()
+
+
+def _submitted(record: dict[str, Any]) -> float:
+    submitted = record.get("submitted")
+    return 0.0 if submitted is None else float(submitted.timestamp())
+
+
+def unknown_error(msg_ids: tuple[str, ...]) -> UnknownTask:
+    """The error for msg_ids the database does not hold."""
+    listed = ", ".join(repr(m) for m in msg_ids[:5]) + (" ..." if len(msg_ids) > 5 else "")
+    return UnknownTask(f"unknown msg_id {listed} (not in the task database)")

@@ -1,0 +1,161 @@
+"""The file task database: journal, snapshots, replay, damaged files, the folder lock, limits."""
+
+from __future__ import annotations
+
+import os
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from actorcluster.actors.journal import BLOB_MIN, DatabaseCorrupt, DatabaseLocked, Journal
+from actorcluster.actors.store import TaskStore, open_store
+
+NOW = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
+
+
+def _record(i: int, size: int = 10) -> dict[str, Any]:
+    return {
+        "msg_id": f"m{i}",
+        "submitted": NOW + timedelta(seconds=i),
+        "completed": None,
+        "header": {"msg_id": f"m{i}", "date": NOW},
+        "buffers": [bytes([i % 256]) * size],
+        "result_buffers": None,
+    }
+
+
+def _finish(store: TaskStore, i: int) -> None:
+    store.update(f"m{i}", {"completed": NOW, "result_buffers": [b"value %d" % i]})
+
+
+def _reopen(folder: Path, **limits: Any) -> TaskStore:
+    store = open_store("tinydb", folder, **limits)
+    assert store is not None
+    return store
+
+
+def test_committed_changes_survive_without_a_clean_close(tmp_path: Path) -> None:
+    store = _reopen(tmp_path)
+    assert store.journal is not None
+    for i in range(100):
+        store.insert(_record(i))
+    for i in range(0, 100, 2):
+        _finish(store, i)
+    store.journal.commit()
+    os.close(store.journal._lock_fd)  # as if the process died: no snapshot, no close
+    again = _reopen(tmp_path)
+    assert len(again) == 100
+    record = again.get("m42")
+    assert record["completed"] == NOW and record["result_buffers"] == [b"value 42"]
+    assert record["submitted"] == NOW + timedelta(seconds=42)  # datetimes come back aware
+    assert isinstance(record["buffers"][0], bytes)
+    assert again.pending == {f"m{i}" for i in range(1, 100, 2)}
+
+
+def test_a_torn_last_line_is_ignored_and_cut_off(tmp_path: Path) -> None:
+    store = _reopen(tmp_path)
+    assert store.journal is not None
+    for i in range(3):
+        store.insert(_record(i))
+    store.journal.close()
+    journal = tmp_path / "journal.jsonl"
+    with journal.open("ab") as f:
+        f.write(b'["u","m1",{"completed":{"$da')  # the process died mid-write
+    again = _reopen(tmp_path)
+    assert len(again) == 3 and "m1" in again.pending
+    assert journal.read_bytes().endswith(b"\n")  # new lines will not follow the torn one
+
+
+def test_a_damaged_file_is_refused_by_name_and_left_untouched(tmp_path: Path) -> None:
+    store = _reopen(tmp_path)
+    assert store.journal is not None
+    store.insert(_record(1))
+    store.journal.snapshot(iter(store.records()))
+    store.journal.close()
+    snapshot = tmp_path / "snapshot.json"
+    snapshot.write_bytes(b'{"tasks": {"1": {"msg_id": "m1"')
+    with pytest.raises(DatabaseCorrupt, match=r"snapshot\.json"):
+        _reopen(tmp_path)
+    assert snapshot.read_bytes() == b'{"tasks": {"1": {"msg_id": "m1"'
+    recovered = _reopen(tmp_path, recover=True)  # moved aside, an empty database instead
+    assert len(recovered) == 0
+    assert any(p.name.startswith("snapshot.json.corrupt-") for p in tmp_path.iterdir())
+
+
+def test_a_damaged_line_inside_the_journal_is_refused(tmp_path: Path) -> None:
+    store = _reopen(tmp_path)
+    assert store.journal is not None
+    for i in range(3):
+        store.insert(_record(i))
+    store.journal.close()
+    journal = tmp_path / "journal.jsonl"
+    lines = journal.read_bytes().split(b"\n")
+    lines[1] = b"garbage"
+    journal.write_bytes(b"\n".join(lines))
+    with pytest.raises(DatabaseCorrupt, match=r"journal\.jsonl"):
+        _reopen(tmp_path)
+    kept = _reopen(tmp_path, recover=True)
+    assert [r["msg_id"] for r in kept.records()] == ["m0"]
+
+
+def test_a_second_owner_of_the_folder_is_refused(tmp_path: Path) -> None:
+    first = _reopen(tmp_path)
+    with pytest.raises(DatabaseLocked, match=f"pid {os.getpid()}"):
+        Journal(tmp_path)
+    assert first.journal is not None
+    first.journal.close()
+    Journal(tmp_path).close()  # free again once the owner let go
+
+
+def test_big_buffers_live_in_blobs_and_a_snapshot_drops_unused_ones(tmp_path: Path) -> None:
+    store = _reopen(tmp_path)
+    assert store.journal is not None
+    store.insert(_record(1, size=BLOB_MIN))
+    store.insert(_record(2, size=BLOB_MIN + 1))
+    store.journal.commit()
+    blobs = tmp_path / "blobs"
+    assert len(list(blobs.iterdir())) == 2
+    assert (tmp_path / "journal.jsonl").stat().st_size < BLOB_MIN  # not inside the JSON
+    store.remove(["m1"])
+    store.journal.snapshot(iter(store.records()))
+    assert len(list(blobs.iterdir())) == 1
+    store.journal.close()
+    assert _reopen(tmp_path).get("m2")["buffers"] == [bytes([2]) * (BLOB_MIN + 1)]
+
+
+def test_the_record_limit_culls_the_oldest_finished_and_never_a_pending_one() -> None:
+    store = TaskStore(record_limit=100)
+    for i in range(150):
+        store.insert(_record(i))
+        if i % 3:
+            _finish(store, i)
+    assert len(store) <= 100
+    assert all(f"m{i}" in store for i in range(0, 150, 3))  # every pending one is kept
+    assert "m149" in store and "m1" not in store  # the oldest finished went first
+
+
+def test_the_size_limit_bounds_the_bytes_kept() -> None:
+    store = TaskStore(size_limit=100_000)
+    for i in range(100):
+        store.insert(_record(i, size=5_000))
+        _finish(store, i)
+    assert store.nbytes <= 100_000 and store.culled > 0
+    assert "m99" in store
+
+
+def test_ten_thousand_journaled_inserts_and_updates_stay_fast(tmp_path: Path) -> None:
+    store = _reopen(tmp_path)
+    assert store.journal is not None
+    started = time.perf_counter()
+    for i in range(10_000):
+        store.insert(_record(i))
+        if i % 100 == 99:
+            store.journal.commit()
+    for i in range(10_000):
+        _finish(store, i)
+    store.journal.commit()
+    assert time.perf_counter() - started < 10  # linear: ~0.3 s here; the stock path, minutes
+    store.journal.close()
+    assert len(_reopen(tmp_path)) == 10_000
