@@ -25,6 +25,7 @@ from actorcluster.actors.messages import (
     Resubmission,
     Resubmit,
     TaskLog,
+    TaskResult,
 )
 from actorcluster.actors.records import (
     finished_fields,
@@ -35,7 +36,7 @@ from actorcluster.actors.records import (
 from actorcluster.actors.store import TaskStore
 from actorcluster.transport import Session, SocketActor
 
-from actorcluster.error import UnknownTask
+from actorcluster.error import TaskAborted
 
 __all__ = ["DBWriter"]
 
@@ -79,6 +80,23 @@ class DBWriter(SocketActor):
         self.engines: dict[int, str] = {}
         self.watchers: dict[str, set[str]] = {}
         self._commit_due = False
+        self._fail_interrupted()
+
+    def _fail_interrupted(self) -> None:
+        """Tasks a previous controller left pending will never finish: say so in their
+        records, so that nobody waits for them and nothing is lost silently."""
+        interrupted = sorted(self.store.pending)
+        now = time.time()
+        for msg_id in interrupted:
+            error = TaskAborted(
+                f"task {msg_id} was pending when its controller stopped; "
+                "it did not finish (resubmit it to run it again)"
+            )
+            result = TaskResult(msg_id=msg_id, engine=-1, status="error", error=error)
+            self.store.update(msg_id, finished_fields(now, result, None))
+        if interrupted:
+            logger.warning("%d tasks pending at the last stop were marked failed", len(interrupted))
+            self._commit()
 
     def on_receive(self, message: Any) -> Any:
         match message:
@@ -219,8 +237,3 @@ def _submitted(record: dict[str, Any]) -> float:
     submitted = record.get("submitted")
     return 0.0 if submitted is None else float(submitted.timestamp())
 
-
-def unknown_error(msg_ids: tuple[str, ...]) -> UnknownTask:
-    """The error for msg_ids the database does not hold."""
-    listed = ", ".join(repr(m) for m in msg_ids[:5]) + (" ..." if len(msg_ids) > 5 else "")
-    return UnknownTask(f"unknown msg_id {listed} (not in the task database)")
