@@ -143,7 +143,7 @@ class DBWriter(SocketActor):
             waiting = self.watchers.pop(result.msg_id, None)
             for client in waiting or ():
                 self.send(f"actor://{client}/client", result_of(store.get(result.msg_id)))
-        if store.journal is not None and store.journal.dirty and not self._commit_due:
+        if store.journal is not None and store.dirty and not self._commit_due:
             self._commit_due = True
             self.call_later(self.commit_interval, _Commit())
 
@@ -151,10 +151,10 @@ class DBWriter(SocketActor):
         journal = self.store.journal
         if journal is None:
             return
-        journal.commit()
+        self.store.commit()
         if journal.journal_bytes > self.snapshot_bytes:
             started = time.monotonic()
-            journal.snapshot(iter(self.store.records()))
+            self.store.snapshot()
             logger.info(
                 "task database snapshot of %d records in %.2f s",
                 len(self.store),
@@ -223,17 +223,14 @@ class DBWriter(SocketActor):
         return Resubmission(requests=tuple(requests))
 
     def _after_stop(self) -> None:
-        journal = self.store.journal
-        if journal is not None:
-            try:
-                journal.snapshot(iter(self.store.records()))
-            except OSError:
-                logger.exception("could not write the task database snapshot")
-            journal.close()
+        try:
+            self.store.snapshot()
+        except OSError:
+            logger.exception("could not write the task database snapshot")
+        self.store.close()
         super()._after_stop()
 
 
 def _submitted(record: dict[str, Any]) -> float:
     submitted = record.get("submitted")
     return 0.0 if submitted is None else float(submitted.timestamp())
-

@@ -3,7 +3,8 @@
 A database folder holds
 
     snapshot.json   every record at some moment, TinyDB's layout {"tasks": {doc_id: record}}
-    journal.jsonl   every change since that snapshot, one JSON array per line
+    journal.jsonl   changes since that snapshot, one JSON array per line: ["i", record]
+                    (a record's state) or ["d", [msg_id, ...]] (removals)
     blobs/          buffers of 64 KiB and more, one file each, named by their SHA-256
     lock            held (flock) by the one process that owns the folder
 
@@ -13,8 +14,9 @@ fsynced and renamed over the old one; the journal then starts afresh. Loading re
 snapshot and replays the journal; a torn last line (the process died mid-write) is
 ignored, a damaged file anywhere else is refused rather than overwritten.
 
-Values JSON lacks are tagged: `{"$date": iso}` for datetimes, `{"$bytes": base64}` for
-small buffers, `{"$blob": sha256}` for big ones.
+Buffers, which JSON lacks, are tagged: `{"$bytes": base64}` when small, `{"$blob": sha256}`
+when big. Datetimes are written as ISO 8601 strings (by orjson, in C) and read back as
+datetimes by key: the record's date fields (`DATE_KEYS`, and `date` in its headers).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import fcntl
+import gc
 import hashlib
 import logging
 import os
@@ -41,7 +44,8 @@ logger = logging.getLogger(__name__)
 
 BLOB_MIN = 64 * 1024
 _TABLE = "tasks"
-_OPTIONS = orjson.OPT_PASSTHROUGH_DATETIME
+_OPTIONS = 0  # aware datetimes as ISO 8601, in C
+DATE_KEYS = frozenset({"submitted", "started", "completed", "received", "date"})
 
 
 class DatabaseLocked(ActorClusterError):
@@ -86,6 +90,13 @@ class Journal:
         Raises:
             DatabaseCorrupt: a file is damaged (and `recover` is off).
         """
+        gc.disable()  # millions of new containers at once: collections would rescan them all
+        try:
+            return self._load()
+        finally:
+            gc.enable()
+
+    def _load(self) -> dict[str, dict[str, Any]]:
         records: dict[str, dict[str, Any]] = {}
         if self.snapshot_path.exists():
             try:
@@ -129,10 +140,6 @@ class Journal:
         if kind == "i":
             record = self._decode(op[1])
             records[record["msg_id"]] = record
-        elif kind == "u":
-            record = records.get(op[1])
-            if record is not None:
-                record.update(self._decode(op[2]))
         elif kind == "d":
             for msg_id in op[1]:
                 records.pop(msg_id, None)
@@ -154,12 +161,8 @@ class Journal:
 
     # -- writing ----------------------------------------------------------------------------
     def insert(self, record: dict[str, Any]) -> None:
-        """Journal a new record."""
+        """Journal a record: new, or its new state."""
         self._pending.append(self._encode(["i", record]))
-
-    def update(self, msg_id: str, fields: dict[str, Any]) -> None:
-        """Journal new values of some fields of a record."""
-        self._pending.append(self._encode(["u", msg_id, fields]))
 
     def delete(self, msg_ids: list[str]) -> None:
         """Journal the removal of records."""
@@ -235,8 +238,6 @@ class Journal:
         return orjson.dumps(op, default=self._tag, option=_OPTIONS | orjson.OPT_APPEND_NEWLINE)
 
     def _tag(self, value: Any) -> Any:
-        if isinstance(value, datetime):
-            return {"$date": value.isoformat()}
         if isinstance(value, bytes | bytearray | memoryview):
             data = bytes(value)  # zmq frames arrive as memoryviews
             if len(data) < BLOB_MIN:
@@ -255,17 +256,17 @@ class Journal:
             return list(value)
         raise TypeError(f"cannot store a {type(value).__name__} in the task database")
 
-    def _decode(self, value: Any) -> Any:
+    def _decode(self, value: Any, key: str = "") -> Any:
+        if isinstance(value, str):
+            return datetime.fromisoformat(value) if key in DATE_KEYS else value
         if isinstance(value, dict):
             if len(value) == 1:
-                ((key, inner),) = value.items()
-                if key == "$date":
-                    return datetime.fromisoformat(inner)
-                if key == "$bytes":
+                ((tag, inner),) = value.items()
+                if tag == "$bytes":
                     return base64.b64decode(inner)
-                if key == "$blob":
+                if tag == "$blob":
                     return (self.folder / "blobs" / inner).read_bytes()
-            return {k: self._decode(v) for k, v in value.items()}
+            return {k: self._decode(v, k) for k, v in value.items()}
         if isinstance(value, list):
             return [self._decode(v) for v in value]
         return value

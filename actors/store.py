@@ -5,8 +5,9 @@ TinyDB's own write path reads, converts and writes back the whole table on every
 in place; TinyDB serves the queries (`search` with a compiled `Matcher`). Only the DB
 writer actor touches a store: TinyDB is not thread-safe.
 
-With a `Journal`, every change is journaled as it is made (and made durable by the journal's
-commit). A record limit and a size limit bound the store: past either, the oldest finished
+With a `Journal`, `commit()` journals the current state of every record changed since the
+last commit (one line per record, however often it changed: a task submitted and finished
+within one commit interval costs one line) and makes it durable. A record limit and a size limit bound the store: past either, the oldest finished
 records are culled; a pending task is never culled.
 """
 
@@ -58,6 +59,7 @@ class TaskStore:
         self.nbytes = 0
         self.pending: set[str] = set()
         self.culled = 0
+        self._dirty: dict[str, None] = {}  # changed since the last commit, in order
         if journal is not None:
             for record in journal.load().values():
                 self._add(record)
@@ -76,7 +78,7 @@ class TaskStore:
             return
         self._add(dict(record))
         if self.journal is not None:
-            self.journal.insert(record)
+            self._dirty[msg_id] = None
         if len(self._live) > self.record_limit or self.nbytes > self.size_limit:
             self._cull()
 
@@ -96,13 +98,14 @@ class TaskStore:
             UnknownTask: no record has that msg_id.
         """
         record = self._record(msg_id)
-        self.nbytes -= _size(record)
+        for key in _BUFFERS:
+            if key in fields:
+                self.nbytes += _nbytes(fields[key]) - _nbytes(record.get(key))
         record.update(fields)
-        self.nbytes += _size(record)
         if record.get("completed") is not None:
             self.pending.discard(msg_id)
         if self.journal is not None:
-            self.journal.update(msg_id, fields)
+            self._dirty[msg_id] = None
 
     def get(self, msg_id: str) -> dict[str, Any]:
         """The record of `msg_id` (a copy).
@@ -124,9 +127,38 @@ class TaskStore:
             if doc_id is not None:
                 self.nbytes -= _size(self._live.pop(doc_id))
                 self.pending.discard(msg_id)
+                self._dirty.pop(msg_id, None)
                 removed.append(msg_id)
         if self.journal is not None:
             self.journal.delete(removed)
+
+    @property
+    def dirty(self) -> bool:
+        """Whether changes wait for `commit()`."""
+        return bool(self._dirty) or (self.journal is not None and self.journal.dirty)
+
+    def commit(self) -> None:
+        """Journal every record changed since the last commit and make it durable."""
+        journal = self.journal
+        if journal is None:
+            return
+        live, doc_ids = self._live, self._doc_ids
+        for msg_id in self._dirty:
+            journal.insert(live[doc_ids[msg_id]])
+        self._dirty.clear()
+        journal.commit()
+
+    def snapshot(self) -> None:
+        """Commit, then write every record as the journal's new snapshot."""
+        if self.journal is not None:
+            self.commit()
+            self.journal.snapshot(iter(self._live.values()))
+
+    def close(self) -> None:
+        """Commit, and let go of the journal's files."""
+        if self.journal is not None:
+            self.commit()
+            self.journal.close()
 
     def _cull(self) -> None:
         """Remove the oldest finished records until a tenth below both limits."""
@@ -177,12 +209,14 @@ def _project(record: Mapping[str, Any], keys: Sequence[str] | None) -> dict[str,
     return {k: record.get(k) for k in ("msg_id", *[k for k in keys if k != "msg_id"])}
 
 
+def _nbytes(buffers: Any) -> int:
+    if not buffers:
+        return 0
+    return sum(len(b) if type(b) is bytes else memoryview(b).nbytes for b in buffers)
+
+
 def _size(record: Mapping[str, Any]) -> int:
-    size = _OVERHEAD
-    for key in _BUFFERS:
-        for buffer in record.get(key) or ():
-            size += memoryview(buffer).nbytes
-    return size
+    return _OVERHEAD + _nbytes(record.get("buffers")) + _nbytes(record.get("result_buffers"))
 
 
 def open_store(

@@ -1,62 +1,176 @@
-"""Task database benchmark (so far: the in-memory store; the file backend comes next).
+"""Task database benchmark: the store, the file database, recovery, and its cost end to end.
 
-Prints records/s for insert plus completion update at 10k and 100k records, and query
-latency for a msg_id $in of 100 ids and a `completed $ne None` scan at the largest size.
+Prints
+- records/s for insert plus completion update at 10k and 100k records (memory and file
+  backends; the file backend group-commits every 500 changes, as the DB writer does per
+  batch), with the records the DB writer makes of a no-op apply;
+- query latency for a msg_id $in of 100 ids and a `completed $ne None` scan at 100k;
+- restart time at 100k records: replaying the journal, and loading a snapshot;
+- no-op load-balanced tasks/s of a 2-engine process cluster with no task database, the
+  in-memory one and the file one (rounds interleaved, median), and the cost of each.
 
-Run: python bench/taskdb.py
+Run: python bench/taskdb.py [--tasks 5000] [--rounds 3]
 """
 
 from __future__ import annotations
 
+import argparse
 import os
+import shutil
+import statistics
 import sys
+import tempfile
 import time
-from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from actorcluster.actors.store import TaskStore
+from actorcluster.actors.messages import Apply, TaskResult
+from actorcluster.actors.records import finished_fields, submitted_record
+from actorcluster.actors.store import TaskStore, open_store
+from actorcluster.transport import serialize
 
-NOW = datetime.now(UTC)
+
+def _noop() -> None:
+    return None
 
 
-def fill(n: int) -> tuple[TaskStore, float]:
-    store = TaskStore()
+def _events(n: int) -> tuple[list[dict[str, Any]], list[tuple[str, dict[str, Any]]]]:
+    """What the DB writer stores for `n` no-op applies: the records and their results."""
+    payload = serialize((_noop, (), {}))
+    value = serialize(None)
+    now = time.time()
+    records, results = [], []
+    for i in range(n):
+        msg_id = f"bench-{i}"
+        request = Apply(msg_id=msg_id, client="client-bench", engine=i % 2, payload=payload)
+        records.append(submitted_record(now, request, "mux", f"engine-{i % 2}"))
+        result = TaskResult(
+            msg_id=msg_id,
+            engine=i % 2,
+            status="ok",
+            value=value,
+            metadata={"started": now, "completed": now, "stdout": "", "stderr": ""},
+        )
+        results.append((msg_id, finished_fields(now, result, f"engine-{i % 2}")))
+    return records, results
+
+
+def fill(store: TaskStore, n: int) -> float:
+    """Insert and complete `n` records; return records/s."""
+    records, results = _events(n)
     started = time.perf_counter()
-    for i in range(n):
-        store.insert(
-            {"msg_id": f"m{i}", "submitted": NOW + timedelta(microseconds=i), "client_uuid": "c",
-             "engine_uuid": f"e{i % 4}", "completed": None, "buffers": []}
-        )  # fmt: skip
-    for i in range(n):
-        store.update(f"m{i}", {"completed": NOW, "result_content": {"status": "ok"}})
-    return store, n / (time.perf_counter() - started)
+    for i, record in enumerate(records, 1):
+        store.insert(record)
+        if i % 500 == 0:
+            store.commit()
+    for i, (msg_id, fields) in enumerate(results, 1):
+        store.update(msg_id, fields)
+        if i % 500 == 0:
+            store.commit()
+    store.commit()
+    return n / (time.perf_counter() - started)
 
 
-def main() -> None:
+def store_rows(folder: Path) -> list[tuple[str, str]]:
     rows = []
-    store = None
+    big: TaskStore | None = None
     for n in (10_000, 100_000):
-        store, rate = fill(n)
-        rows.append((f"insert + completion update, {n:,} records (records/s)", f"{rate:,.0f}"))
-    assert store is not None
-    ids = [f"m{i}" for i in range(0, 100_000, 1000)]
+        memory = TaskStore()
+        rows.append(
+            (f"memory: insert + completion, {n:,} records (rec/s)", f"{fill(memory, n):,.0f}")
+        )
+        big = memory
+        shutil.rmtree(folder / "db", ignore_errors=True)
+        durable = open_store("tinydb", folder / "db")
+        assert durable is not None and durable.journal is not None
+        rows.append(
+            (f"file: insert + completion, {n:,} records (rec/s)", f"{fill(durable, n):,.0f}")
+        )
+        durable.close()
+    assert big is not None
+    ids = [f"bench-{i}" for i in range(0, 100_000, 1000)]
     t = time.perf_counter()
-    found = store.find({"msg_id": {"$in": ids}})
+    assert len(big.find({"msg_id": {"$in": ids}})) == 100
     rows.append(
         ("msg_id $in of 100 ids at 100k records (ms)", f"{(time.perf_counter() - t) * 1e3:.2f}")
     )
-    assert len(found) == 100
     t = time.perf_counter()
-    done = store.find({"completed": {"$ne": None}}, keys=["msg_id"])
+    assert len(big.find({"completed": {"$ne": None}}, keys=["msg_id"])) == 100_000
     rows.append(
-        ("completed $ne None scan at 100k records (ms)", f"{(time.perf_counter() - t) * 1e3:.1f}")
+        ("completed $ne None scan at 100k records (ms)", f"{(time.perf_counter() - t) * 1e3:.0f}")
     )
-    assert len(done) == 100_000
-    print(f"\n{'workload (memory backend)':55s} {'result':>12s}")
+
+    t = time.perf_counter()
+    replayed = open_store("tinydb", folder / "db")  # the journal of the 100k fill
+    rows.append(("restart at 100k records, journal replay (s)", f"{time.perf_counter() - t:.2f}"))
+    assert replayed is not None and replayed.journal is not None and len(replayed) == 100_000
+    t = time.perf_counter()
+    replayed.snapshot()
+    rows.append(("snapshot of 100k records (s)", f"{time.perf_counter() - t:.2f}"))
+    replayed.close()
+    t = time.perf_counter()
+    loaded = open_store("tinydb", folder / "db")
+    rows.append(
+        ("restart at 100k records, from the snapshot (s)", f"{time.perf_counter() - t:.2f}")
+    )
+    assert loaded is not None and loaded.journal is not None and len(loaded) == 100_000
+    loaded.close()
+    return rows
+
+
+def lb_rate(db: str, tasks: int) -> float:
+    from actorcluster import Cluster
+
+    with Cluster(n=2, db=db) as rc:
+        view = rc.load_balanced_view()
+        for _ in range(200):
+            view.apply_sync(_noop)
+        started = time.perf_counter()
+        ars = [view.apply_async(_noop) for _ in range(tasks)]
+        for ar in ars:
+            ar.get(timeout=600)
+        return tasks / (time.perf_counter() - started)
+
+
+def cluster_rows(folder: Path, tasks: int, rounds: int) -> list[tuple[str, str]]:
+    kinds = {"none": "none", "memory": "memory", "file": str(folder / "cluster-db")}
+    rates: dict[str, list[float]] = {kind: [] for kind in kinds}
+    for _ in range(rounds):
+        for kind, db in kinds.items():
+            shutil.rmtree(folder / "cluster-db", ignore_errors=True)
+            rates[kind].append(lb_rate(db, tasks))
+    medians = {kind: statistics.median(values) for kind, values in rates.items()}
+    rows = []
+    for kind in kinds:
+        cost = 1 - medians[kind] / medians["none"]
+        note = "" if kind == "none" else f"  (cost {cost:+.1%}; target < 10%)"
+        rows.append(
+            (f"load-balanced no-op tasks/s, database {kind}", f"{medians[kind]:,.0f}{note}")
+        )
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--tasks", type=int, default=5000, help="tasks per throughput round")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds per database kind")
+    parser.add_argument("--skip-cluster", action="store_true", help="only the store numbers")
+    args = parser.parse_args()
+    folder = Path(tempfile.mkdtemp(prefix="actorcluster-bench-"))
+    try:
+        rows = store_rows(folder)
+        if not args.skip_cluster:
+            rows += cluster_rows(folder, args.tasks, args.rounds)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    print(f"\n{'workload':58s} result")
     for label, value in rows:
-        print(f"{label:55s} {value:>12s}")
-    print("\nrerun: python bench/taskdb.py")
+        print(f"{label:58s} {value}")
+    print(f"\nrerun: python bench/taskdb.py --tasks {args.tasks} --rounds {args.rounds}")
 
 
 if __name__ == "__main__":

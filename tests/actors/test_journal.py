@@ -43,7 +43,7 @@ def test_committed_changes_survive_without_a_clean_close(tmp_path: Path) -> None
         store.insert(_record(i))
     for i in range(0, 100, 2):
         _finish(store, i)
-    store.journal.commit()
+    store.commit()
     os.close(store.journal._lock_fd)  # as if the process died: no snapshot, no close
     again = _reopen(tmp_path)
     assert len(again) == 100
@@ -59,7 +59,7 @@ def test_a_torn_last_line_is_ignored_and_cut_off(tmp_path: Path) -> None:
     assert store.journal is not None
     for i in range(3):
         store.insert(_record(i))
-    store.journal.close()
+    store.close()
     journal = tmp_path / "journal.jsonl"
     with journal.open("ab") as f:
         f.write(b'["u","m1",{"completed":{"$da')  # the process died mid-write
@@ -72,8 +72,8 @@ def test_a_damaged_file_is_refused_by_name_and_left_untouched(tmp_path: Path) ->
     store = _reopen(tmp_path)
     assert store.journal is not None
     store.insert(_record(1))
-    store.journal.snapshot(iter(store.records()))
-    store.journal.close()
+    store.snapshot()
+    store.close()
     snapshot = tmp_path / "snapshot.json"
     snapshot.write_bytes(b'{"tasks": {"1": {"msg_id": "m1"')
     with pytest.raises(DatabaseCorrupt, match=r"snapshot\.json"):
@@ -89,7 +89,7 @@ def test_a_damaged_line_inside_the_journal_is_refused(tmp_path: Path) -> None:
     assert store.journal is not None
     for i in range(3):
         store.insert(_record(i))
-    store.journal.close()
+    store.close()
     journal = tmp_path / "journal.jsonl"
     lines = journal.read_bytes().split(b"\n")
     lines[1] = b"garbage"
@@ -105,7 +105,7 @@ def test_a_second_owner_of_the_folder_is_refused(tmp_path: Path) -> None:
     with pytest.raises(DatabaseLocked, match=f"pid {os.getpid()}"):
         Journal(tmp_path)
     assert first.journal is not None
-    first.journal.close()
+    first.close()
     Journal(tmp_path).close()  # free again once the owner let go
 
 
@@ -114,14 +114,14 @@ def test_big_buffers_live_in_blobs_and_a_snapshot_drops_unused_ones(tmp_path: Pa
     assert store.journal is not None
     store.insert(_record(1, size=BLOB_MIN))
     store.insert(_record(2, size=BLOB_MIN + 1))
-    store.journal.commit()
+    store.commit()
     blobs = tmp_path / "blobs"
     assert len(list(blobs.iterdir())) == 2
     assert (tmp_path / "journal.jsonl").stat().st_size < BLOB_MIN  # not inside the JSON
     store.remove(["m1"])
-    store.journal.snapshot(iter(store.records()))
+    store.snapshot()
     assert len(list(blobs.iterdir())) == 1
-    store.journal.close()
+    store.close()
     assert _reopen(tmp_path).get("m2")["buffers"] == [bytes([2]) * (BLOB_MIN + 1)]
 
 
@@ -152,10 +152,10 @@ def test_ten_thousand_journaled_inserts_and_updates_stay_fast(tmp_path: Path) ->
     for i in range(10_000):
         store.insert(_record(i))
         if i % 100 == 99:
-            store.journal.commit()
+            store.commit()
     for i in range(10_000):
         _finish(store, i)
-    store.journal.commit()
+    store.commit()
     assert time.perf_counter() - started < 10  # linear: ~0.3 s here; the stock path, minutes
-    store.journal.close()
+    store.close()
     assert len(_reopen(tmp_path)) == 10_000
