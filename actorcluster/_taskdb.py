@@ -40,6 +40,16 @@ def _named(msg_ids: Sequence[str]) -> str:
     return shown + (f" and {len(msg_ids) - 5} more" if len(msg_ids) > 5 else "")
 
 
+def _unknown(msg_ids: Sequence[str]) -> UnknownTask:
+    return UnknownTask(f"unknown msg_id {_named(msg_ids)} (not in the task database)")
+
+
+def _pending(msg_ids: Sequence[str]) -> ActorClusterError:
+    return ActorClusterError(
+        f"cannot purge pending tasks {_named(msg_ids)}: wait for them or abort them first"
+    )
+
+
 class TaskDatabase:
     """`Client` methods that use the controller's task database."""
 
@@ -147,9 +157,7 @@ class TaskDatabase:
                 raise
             if fetched.unknown:
                 self._forget(remote)
-                raise UnknownTask(
-                    f"unknown msg_id {_named(fetched.unknown)} (not in the task database)"
-                )
+                raise _unknown(fetched.unknown)
             for msg_id, submitted in fetched.submitted.items():
                 self.metadata[msg_id]["submitted"] = submitted
             for result in fetched.results:
@@ -175,9 +183,7 @@ class TaskDatabase:
         if asked:
             fetched = self._ask_db(FetchResults(msg_ids=tuple(asked), status_only=status_only))
         if fetched.unknown:
-            raise UnknownTask(
-                f"unknown msg_id {_named(fetched.unknown)} (not in the task database)"
-            )
+            raise _unknown(fetched.unknown)
         found = {r.msg_id: r for r in fetched.results}
         for msg_id in ids:
             if msg_id in fetched.pending:
@@ -206,9 +212,7 @@ class TaskDatabase:
             doomed = self._job_ids(jobs)[0] if jobs else []
             pending = [m for m in doomed if m in self.outstanding]
             if pending:
-                raise ActorClusterError(
-                    f"cannot purge pending tasks {_named(pending)}: wait for them or abort them"
-                )
+                raise _pending(pending)
             if targets:
                 engines = set(self._resolve(targets)[0])
                 doomed += [
@@ -237,11 +241,9 @@ class TaskDatabase:
             request = PurgeRecords(msg_ids=tuple(ids), engines=tuple(uuids))
         purged: Purged = self._ask_db(request)
         if purged.pending:
-            raise ActorClusterError(
-                f"cannot purge pending tasks {_named(purged.pending)}: wait for them or abort them"
-            )
+            raise _pending(purged.pending)
         if purged.unknown:
-            raise UnknownTask(f"unknown msg_id {_named(purged.unknown)} (not in the task database)")
+            raise _unknown(purged.unknown)
         return purged.purged
 
     def purge_results(self, jobs: Jobs | str = (), targets: Any = ()) -> None:
