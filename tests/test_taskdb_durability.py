@@ -115,24 +115,25 @@ def test_tasks_pending_at_a_kill_are_failed_explicitly_after_the_restart(tmp_pat
         controller.kill()
 
 
+def _refused_start(folder: Path, *arguments: str) -> subprocess.CompletedProcess[str]:
+    """Run a controller that must refuse to start; return what it said."""
+    started = subprocess.run(
+        [*CONTROLLER, str(folder), *arguments],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+    )
+    assert started.returncode == 1, started.stderr
+    return started
+
+
 def test_a_second_controller_on_the_same_database_is_refused(tmp_path: Path) -> None:
     controller = Controller(tmp_path, cluster_id="one")
     try:
-        other = subprocess.run(
-            [
-                *CONTROLLER,
-                str(tmp_path),
-                "--cluster-id",
-                "two",
-                "--db-dir",
-                str(tmp_path / "db-one"),
-            ],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            cwd=ROOT,
+        other = _refused_start(
+            tmp_path, "--cluster-id", "two", "--db-dir", str(tmp_path / "db-one")
         )
-        assert other.returncode == 1
         assert "in use by another process" in other.stderr and "db-one" in other.stderr
     finally:
         controller.kill()
@@ -141,13 +142,6 @@ def test_a_second_controller_on_the_same_database_is_refused(tmp_path: Path) -> 
 def test_a_damaged_database_stops_the_start_with_the_file_named(tmp_path: Path) -> None:
     (tmp_path / "db").mkdir(mode=0o700)
     (tmp_path / "db" / "snapshot.json").write_text("{not json")
-    started = subprocess.run(
-        [*CONTROLLER, str(tmp_path), "--db", "tinydb"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=ROOT,
-    )
-    assert started.returncode == 1
+    started = _refused_start(tmp_path, "--db", "tinydb")
     assert "snapshot.json" in started.stderr and "--recover" in started.stderr
     assert (tmp_path / "db" / "snapshot.json").read_text() == "{not json"
