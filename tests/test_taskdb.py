@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Iterator
 from datetime import datetime, timedelta
-from pathlib import Path
 
 import pytest
 from actorcluster.actors.query import BadQuery
@@ -12,16 +13,25 @@ from actorcluster import Client, Cluster
 from actorcluster.error import ActorClusterError, RemoteError, UnknownTask
 from tests.conftest import wait_until
 
+_GATES: dict[str, threading.Event] = {}
 
-def _held_until(path: str) -> str:
-    """A task that runs until `path` exists (at most 10 s): a task that stays pending."""
-    import os
-    import time
 
-    deadline = time.monotonic() + 10
-    while not os.path.exists(path) and time.monotonic() < deadline:
-        time.sleep(0.005)
+def _held_until(gate: str) -> str:
+    """A task that runs until the test sets `_GATES[gate]` (at most 10 s).
+
+    It goes by reference: the in-process engines run it in this process, with this module's
+    gates."""
+    _GATES[gate].wait(10)
     return "released"
+
+
+@pytest.fixture
+def gate(request: pytest.FixtureRequest) -> Iterator[threading.Event]:
+    """An event that releases a task of `_held_until(request.node.name)`; set at teardown."""
+    event = _GATES[request.node.name] = threading.Event()
+    yield event
+    event.set()
+    del _GATES[request.node.name]
 
 
 def _recorded(rc: Client, msg_ids: list[str]) -> bool:
@@ -94,16 +104,15 @@ def test_a_second_client_gets_a_finished_result_by_msg_id(inprocess: Cluster, rc
 
 
 def test_a_second_client_waits_for_a_pending_result(
-    inprocess: Cluster, rc: Client, tmp_path: Path
+    inprocess: Cluster, rc: Client, gate: threading.Event, request: pytest.FixtureRequest
 ) -> None:
-    gate = tmp_path / "gate"
-    ar = rc[0].apply_async(_held_until, str(gate))
+    ar = rc[0].apply_async(_held_until, request.node.name)
     wait_until(lambda: rc.db_query({"msg_id": ar.msg_ids[0]}, ["msg_id"]) != [])
     with inprocess.connect_client() as other:
         hub_ar = other.get_result(ar.msg_ids[0])
         assert not hub_ar.ready()
         assert other.result_status(ar.msg_ids)["pending"] == ar.msg_ids
-        gate.touch()
+        gate.set()
         assert hub_ar.get(timeout=10) == "released"
 
 
@@ -135,9 +144,10 @@ def test_resubmit_runs_a_finished_task_again_under_a_new_msg_id(
     assert rerun["engine_uuid"] == rc._engines[1] and rerun["queue"] == "mux"
 
 
-def test_resubmit_and_purge_refuse_a_pending_task(rc: Client, tmp_path: Path) -> None:
-    gate = tmp_path / "gate"
-    ar = rc[0].apply_async(_held_until, str(gate))
+def test_resubmit_and_purge_refuse_a_pending_task(
+    rc: Client, gate: threading.Event, request: pytest.FixtureRequest
+) -> None:
+    ar = rc[0].apply_async(_held_until, request.node.name)
     wait_until(lambda: rc.db_query({"msg_id": ar.msg_ids[0]}, ["msg_id"]) != [])
     try:
         with pytest.raises(ActorClusterError, match="pending"):
@@ -147,7 +157,7 @@ def test_resubmit_and_purge_refuse_a_pending_task(rc: Client, tmp_path: Path) ->
         with pytest.raises(ActorClusterError, match="pending"):
             rc.purge_local_results(ar.msg_ids)
     finally:
-        gate.touch()
+        gate.set()
     ar.get(timeout=10)
 
 
