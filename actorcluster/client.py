@@ -326,12 +326,12 @@ class Client(TaskDatabase):
             QueueStatus(engines=engines, verbose=verbose), block=True, timeout=10
         )
         if verbose and self._config.db:  # the msg_ids of completed tasks are the database's
-            for engine, counts in status.items():
-                if engine in self._engines:
-                    done = self.db_query(
-                        {"engine_uuid": self._engines[engine], "completed": {"$ne": None}}, []
-                    )
-                    counts["completed"] = [r["msg_id"] for r in done]
+            uuids = {self._engines[e]: e for e in status if e in self._engines}
+            for counts in (status[e] for e in uuids.values()):
+                counts["completed"] = []
+            query = {"engine_uuid": {"$in": list(uuids)}, "completed": {"$ne": None}}
+            for record in self.db_query(query, ["engine_uuid"]):
+                status[uuids[record["engine_uuid"]]]["completed"].append(record["msg_id"])
         if isinstance(targets, int):
             return dict(status.get(targets, {}))
         return status

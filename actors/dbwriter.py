@@ -142,7 +142,7 @@ class DBWriter(SocketActor):
                 store.insert({"msg_id": result.msg_id, "queue": log.queue, **fields})
             waiting = self.watchers.pop(result.msg_id, None)
             for client in waiting or ():
-                self.send(f"actor://{client}/client", result_of(store.get(result.msg_id)))
+                self.send(f"actor://{client}/client", result)
         if store.journal is not None and store.dirty and not self._commit_due:
             self._commit_due = True
             self.call_later(self.commit_interval, _Commit())

@@ -41,6 +41,11 @@ def _stamp(date: datetime | None) -> float | None:
     return None if date is None else date.timestamp()
 
 
+def _as_bytes(buffers: list[Any] | None) -> list[bytes]:
+    """Buffers as bytes (those of messages received in this process are zmq frames)."""
+    return [b if isinstance(b, bytes) else bytes(b) for b in buffers or ()]
+
+
 def _content(request: Request) -> dict[str, Any]:
     match request:
         case Execute(code=code):
@@ -134,7 +139,7 @@ def result_of(record: dict[str, Any]) -> TaskResult:
     content = record.get("result_content") or {}
     header = record.get("result_header") or {}
     status = content.get("status", "error")
-    buffers = [bytes(b) if not isinstance(b, bytes) else b for b in record["result_buffers"] or ()]
+    buffers = _as_bytes(record["result_buffers"])
     value, error = None, None
     if status == "ok":
         value = Payload(buffers[0], tuple(buffers[1:])) if buffers else None
@@ -169,7 +174,7 @@ def request_of(record: dict[str, Any], new_id: str, client: str) -> Request | Su
     engine = -1 if record["queue"] == "task" else header.get("engine", -1)
     request: Apply | Execute
     if kind == "apply_request":
-        buffers = [b if isinstance(b, bytes) else bytes(b) for b in record["buffers"]]
+        buffers = _as_bytes(record["buffers"])
         payload = Payload(buffers[0], tuple(buffers[1:]))
         request = Apply(msg_id=new_id, client=client, engine=engine, payload=payload)
     elif kind == "execute_request":

@@ -79,8 +79,8 @@ class MuxRelay(SocketActor):
 
     def _request(self, request: Request) -> None:
         report = self.report
-        if report.db is not None and request.client:
-            report.requests.append((time.time(), request))
+        if request.client:  # not the controller's own (shutdown)
+            report.record_request(request)
         node = self.engines.get(request.engine)
         if node is None:
             error = EngineError(
@@ -112,8 +112,7 @@ class MuxRelay(SocketActor):
     def _to_client(self, client: str, result: TaskResult) -> None:
         if client:  # the controller's own requests (shutdown) have no client
             self.send(f"actor://{client}/client", result)
-            if self.report.db is not None:
-                self.report.results.append((time.time(), result))
+            self.report.record_result(result)
 
     def flush(self) -> None:
         if self.report.flush(0):

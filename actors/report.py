@@ -60,12 +60,27 @@ class HubReport:
         self.db = db
         self.submitted: list[tuple[str, int, str]] = []
         self.finished: list[tuple[str, int, str]] = []
-        # for the DB writer, filled by the caller when `db` is set:
+        # for the DB writer (see `record_*`):
         self.requests: list[tuple[float, Request | SubmitTask]] = []
         self.assigned: list[tuple[float, str, int]] = []
         self.results: list[tuple[float, TaskResult]] = []
         self._last = 0.0
         self.nudge_pending = False
+
+    def record_request(self, request: Request | SubmitTask) -> None:
+        """For the task database: `request` arrived."""
+        if self.db is not None:
+            self.requests.append((time.time(), request))
+
+    def record_assignment(self, msg_id: str, engine: int) -> None:
+        """For the task database: the task `msg_id` went to `engine`."""
+        if self.db is not None:
+            self.assigned.append((time.time(), msg_id, engine))
+
+    def record_result(self, result: TaskResult) -> None:
+        """For the task database: the final result of a task."""
+        if self.db is not None:
+            self.results.append((time.time(), result))
 
     def flush(self, unassigned: int = 0, *, now: bool = False) -> bool:
         """Tell the Hub what happened if it is time (or `now`); return True if a nudge

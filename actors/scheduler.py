@@ -107,8 +107,7 @@ class TaskScheduler(SocketActor):
     def on_receive(self, message: Any) -> Any:
         match message:
             case SubmitTask(retries=retries, timeout=timeout, known=known):
-                if self.report.db is not None:
-                    self.report.requests.append((time.time(), message))
+                self.report.record_request(message)
                 for msg_id, engine, status in known:
                     if status:
                         self.graph.finished(msg_id, engine, status == "ok")
@@ -205,10 +204,8 @@ class TaskScheduler(SocketActor):
         self.loads[engine] += 1
         self.used[engine] = time.monotonic()
         self.send(f"actor://{self.engines[engine]}/engine", request)
-        report = self.report
-        report.submitted.append((request.msg_id, engine, request.client))
-        if report.db is not None:
-            report.assigned.append((time.time(), request.msg_id, engine))
+        self.report.submitted.append((request.msg_id, engine, request.client))
+        self.report.record_assignment(request.msg_id, engine)
 
     def _result(self, result: TaskResult) -> None:
         task = self.running.pop(result.msg_id, None)
@@ -320,8 +317,7 @@ class TaskScheduler(SocketActor):
         """The task's final answer: tell its client, and let tasks that depend on it go on."""
         self.graph.finished(result.msg_id, result.engine, result.status == "ok")
         self.send(f"actor://{task.submit.request.client}/client", result)
-        if self.report.db is not None:
-            self.report.results.append((time.time(), result))
+        self.report.record_result(result)
         if self.blocked:
             self._unblock()
 
