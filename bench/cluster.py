@@ -88,6 +88,28 @@ def measure_dask(calls: int, tasks: int) -> dict[str, Any]:
     return out
 
 
+def _round_trips(view: Any, calls: int) -> tuple[float, float]:
+    """Median and p99 in ms of `calls` blocking no-op applies, after 100 for warm-up."""
+    for _ in range(100):
+        view.apply_sync(_noop)
+    rtts = []
+    for _ in range(calls):
+        t = time.perf_counter()
+        view.apply_sync(_noop)
+        rtts.append(time.perf_counter() - t)
+    rtts.sort()
+    return statistics.median(rtts) * 1e3, rtts[int(0.99 * len(rtts))] * 1e3
+
+
+def _throughput(view: Any, tasks: int) -> float:
+    """No-op tasks/s of `tasks` applies submitted at once."""
+    t = time.perf_counter()
+    ars = [view.apply_async(_noop) for _ in range(tasks)]
+    for ar in ars:
+        ar.get(timeout=600)
+    return tasks / (time.perf_counter() - t)
+
+
 def measure(lib: str, calls: int, tasks: int) -> dict[str, Any]:
     """Run every workload against `lib` in this process; return the numbers."""
     import numpy as np
@@ -109,39 +131,11 @@ def measure(lib: str, calls: int, tasks: int) -> dict[str, Any]:
     out["startup_s"] = time.perf_counter() - t0
     try:
         v0 = rc[0]
-        for _ in range(100):
-            v0.apply_sync(_noop)
-        rtts = []
-        for _ in range(calls):
-            t = time.perf_counter()
-            v0.apply_sync(_noop)
-            rtts.append(time.perf_counter() - t)
-        rtts.sort()
-        out["rtt_median_ms"] = statistics.median(rtts) * 1e3
-        out["rtt_p99_ms"] = rtts[int(0.99 * len(rtts))] * 1e3
-
-        t = time.perf_counter()
-        ars = [v0.apply_async(_noop) for _ in range(tasks)]
-        for ar in ars:
-            ar.get(timeout=600)
-        out["direct_tasks_per_s"] = tasks / (time.perf_counter() - t)
-
+        out["rtt_median_ms"], out["rtt_p99_ms"] = _round_trips(v0, calls)
+        out["direct_tasks_per_s"] = _throughput(v0, tasks)
         lview = rc.load_balanced_view()
-        for _ in range(100):
-            lview.apply_sync(_noop)
-        rtts = []
-        for _ in range(calls):
-            t = time.perf_counter()
-            lview.apply_sync(_noop)
-            rtts.append(time.perf_counter() - t)
-        rtts.sort()
-        out["lb_rtt_median_ms"] = statistics.median(rtts) * 1e3
-        out["lb_rtt_p99_ms"] = rtts[int(0.99 * len(rtts))] * 1e3
-        t = time.perf_counter()
-        ars = [lview.apply_async(_noop) for _ in range(tasks)]
-        for ar in ars:
-            ar.get(timeout=600)
-        out["lb_tasks_per_s"] = tasks / (time.perf_counter() - t)
+        out["lb_rtt_median_ms"], out["lb_rtt_p99_ms"] = _round_trips(lview, calls)
+        out["lb_tasks_per_s"] = _throughput(lview, tasks)
         for label, chunk in (("lb_map_default", None), ("lb_map_100", 100)):
             t = time.perf_counter()
             options = {} if chunk is None else {"chunksize": chunk}
