@@ -21,7 +21,7 @@ import zmq
 from actorcluster.transport._address import Address
 from actorcluster.transport._message import Message, Reply
 from actorcluster.transport._session import Item, Session, WireError
-from actorcluster.transport._zmqio import send_frames
+from actorcluster.transport._zmqio import NOBLOCK, recv_frames, send_frames
 from zmq.utils.monitor import parse_monitor_message
 
 from actorcluster.error import AskTimeout, NodeUnreachable
@@ -35,6 +35,7 @@ logger = logging.getLogger(__name__)
 # a full monitor pipe would stall every socket of the process.)
 _LOST_EVENTS = zmq.EVENT_DISCONNECTED | zmq.EVENT_CLOSED
 _monitors = itertools.count()
+_SEND_WAIT_MS = 1000  # how long a send to a full queue waits between looks at the monitor
 Driver = Callable[["ReplyFuture", float | None], None]
 
 
@@ -209,8 +210,7 @@ class Port:
                 boxes = {node: box} if box else {}
         for target, items in boxes.items():
             if items:
-                frames = self.session.pack(items, header=self._header)
-                send_frames(self._dealer(target), frames)
+                self._deliver(target, self.session.pack(items, header=self._header))
 
     @property
     def queued(self) -> bool:
@@ -297,6 +297,36 @@ class Port:
         self._on_socket(dealer, lambda frames: self._on_dealer(node, frames))
         self._on_socket(monitor, lambda frames: self._on_monitor(node, frames))
         return dealer
+
+    def _deliver(self, node: str, frames: list[Any]) -> None:
+        """Send `frames` to `node`, waiting while its queue is full, never on a lost node.
+
+        A DEALER whose connection dropped has nowhere to queue (it does not reconnect): a
+        blocking send would wait forever. So the send waits until the DEALER can take the
+        message or its monitor reports the loss; then the asks waiting on `node` fail.
+        """
+        dealer = self._dealer(node)
+        try:
+            send_frames(dealer, frames, NOBLOCK)
+            return
+        except zmq.Again:
+            pass
+        monitor = self._dealers[node][1]
+        poller = zmq.Poller()
+        poller.register(dealer, zmq.POLLOUT)
+        poller.register(monitor, zmq.POLLIN)
+        while True:
+            ready = dict(poller.poll(_SEND_WAIT_MS))
+            if monitor in ready:
+                self._on_monitor(node, recv_frames(monitor))
+                if node not in self._dealers:
+                    logger.debug("dropped a message for %s: its connection is lost", node)
+                    return
+            try:
+                send_frames(dealer, frames, NOBLOCK)
+                return
+            except zmq.Again:
+                continue
 
     def _on_dealer(self, node: str, frames: list[Any]) -> None:
         try:

@@ -12,23 +12,27 @@ from typing import Any
 
 import zmq
 
-__all__ = ["recv_frames", "send_frames"]
+__all__ = ["NOBLOCK", "recv_frames", "send_frames"]
 
 _SNDMORE = int(zmq.SNDMORE)
-_NOBLOCK = int(zmq.NOBLOCK)
+NOBLOCK = int(zmq.NOBLOCK)
 _ZERO_COPY_OVER = 64 * 1024
 
 
-def send_frames(socket: zmq.Socket[Any], frames: Sequence[Any]) -> None:
-    """Send `frames` as one multipart message; large frames are not copied."""
+def send_frames(socket: zmq.Socket[Any], frames: Sequence[Any], flags: int = 0) -> None:
+    """Send `frames` as one multipart message; large frames are not copied.
+
+    `flags` apply to the first frame: with `NOBLOCK`, `zmq.Again` means nothing was sent.
+    (Once the first frame is taken, ZeroMQ takes the rest of the message.)
+    """
     send = socket.send
     last = len(frames) - 1
     for i, frame in enumerate(frames):
         big = len(frame) >= _ZERO_COPY_OVER
-        send(frame, _SNDMORE if i < last else 0, copy=not big)
+        send(frame, (_SNDMORE if i < last else 0) | (flags if i == 0 else 0), copy=not big)
 
 
-def recv_frames(socket: zmq.Socket[Any], flags: int = _NOBLOCK) -> list[Any]:
+def recv_frames(socket: zmq.Socket[Any], flags: int = NOBLOCK) -> list[Any]:
     """Receive one multipart message as a list of `zmq.Frame`s."""
     recv = socket.recv
     frame = recv(flags, copy=False)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pickle
 import queue
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -257,4 +258,24 @@ def test_an_unread_connection_monitor_stays_bounded_so_it_cannot_stall_the_proce
             monitor.recv_multipart()
             events += 1
     assert events == 1  # the connection dropped, once; no retries pile up
+    port.close()
+
+
+def test_a_send_to_a_node_whose_connection_dropped_returns_and_its_ask_fails(
+    peer: Peer, key: bytes
+) -> None:
+    # A DEALER that does not reconnect has nowhere to queue once its connection dropped:
+    # a blocking send there waited forever, freezing the thread (an actor, or client code).
+    port = Port(Session(key))  # a port whose owner never reads its sockets
+    port.send(peer.node, "echo", Echo(text="x"))
+    peer.kill()
+    assert port._dealers[peer.node][1].poll(5000), "the drop was never reported"
+    asked: queue.Queue[Any] = queue.Queue()
+    threading.Thread(
+        target=lambda: asked.put(port.ask(peer.node, "echo", Echo(text="y"), timeout=60)),
+        daemon=True,
+    ).start()
+    future = asked.get(timeout=10)  # raises queue.Empty if the send blocked
+    with pytest.raises(NodeUnreachable, match="connection dropped"):
+        future.get(timeout=0)
     port.close()
