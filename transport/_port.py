@@ -13,6 +13,7 @@ import itertools
 import logging
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -37,6 +38,29 @@ _LOST_EVENTS = zmq.EVENT_DISCONNECTED | zmq.EVENT_CLOSED
 _monitors = itertools.count()
 _SEND_WAIT_MS = 1000  # how long a send to a full queue waits between looks at the monitor
 Driver = Callable[["ReplyFuture", float | None], None]
+
+
+def _close_connection(sockets: tuple[zmq.Socket[Any], zmq.Socket[Any]]) -> None:
+    """Close a DEALER and its monitor's reader, the monitor first.
+
+    libzmq writes monitor events blocking, from its I/O thread: an event that comes (the
+    connection drops, a connect is torn down) after the reader is gone would block that
+    thread, and every socket of the process with it, for good.
+    """
+    dealer, monitor = sockets
+    try:
+        if not dealer.closed:
+            dealer.disable_monitor()
+            dealer.close(linger=0)
+        monitor.close(linger=0)
+    except zmq.ZMQError as e:  # the context is already gone (interpreter exit)
+        logger.debug("closing a connection: %s", e)
+
+
+def _close_connections(dealers: dict[str, tuple[zmq.Socket[Any], zmq.Socket[Any]]]) -> None:
+    for sockets in list(dealers.values()):
+        _close_connection(sockets)
+    dealers.clear()
 
 
 class ReplyFuture(pykka.Future[Any]):
@@ -169,6 +193,8 @@ class Port:
         self._outbox_lock = threading.Lock()
         self._pending: dict[str, _Pending] = {}
         self._cids = itertools.count()
+        # a port dropped without close() (its thread ended) closes its sockets safely
+        weakref.finalize(self, _close_connections, self._dealers)
 
     # -- sending ------------------------------------------------------------------------
     def post(self, node: str, name: str, message: Message, cid: str | None = None) -> int:
@@ -256,7 +282,7 @@ class Port:
         if sockets is not None:
             for socket in sockets:
                 self._off_socket(socket)
-                socket.close(linger=0)
+            _close_connection(sockets)
         for cid, pending in list(self._pending.items()):
             if pending.node == node:
                 del self._pending[cid]

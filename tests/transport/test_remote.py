@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pickle
 import queue
+import socket
 import threading
 import time
 from pathlib import Path
@@ -11,6 +12,7 @@ from typing import Any
 
 import numpy as np
 import orjson
+import psutil
 import pytest
 import zmq
 from actorcluster.transport import DELIM, RemoteRef, Session, Terminated, actor_of, serialize
@@ -19,7 +21,7 @@ from actorcluster.transport._session import Item
 from actorcluster.transport._zmqio import send_frames
 
 from actorcluster.error import AskTimeout, NodeUnreachable, RemoteError, UnknownActor
-from tests.conftest import Peer
+from tests.conftest import Peer, wait_until
 from tests.transport.peer import Boom, Echo, Quit, Record, Recorded, Stall, Touch
 from tests.transport.test_actor import Watcher
 from tests.transport.test_session import _header, _Sentinel
@@ -279,3 +281,44 @@ def test_a_send_to_a_node_whose_connection_dropped_returns_and_its_ask_fails(
     with pytest.raises(NodeUnreachable, match="connection dropped"):
         future.get(timeout=0)
     port.close()
+
+
+def _process_io_works() -> bool:
+    """Whether this process's ZeroMQ I/O still moves a message over tcp."""
+    context = zmq.Context.instance()
+    router, dealer = context.socket(zmq.ROUTER), context.socket(zmq.DEALER)
+    try:
+        port = router.bind_to_random_port("tcp://127.0.0.1")
+        dealer.connect(f"tcp://127.0.0.1:{port}")
+        dealer.send(b"hello")
+        return bool(router.poll(5000))
+    finally:
+        router.close(linger=0)
+        dealer.close(linger=0)
+
+
+def test_closing_a_port_while_it_connects_cannot_stall_the_process(key: bytes) -> None:
+    # A connect torn down by close() reports CLOSED from libzmq's I/O thread, which writes
+    # monitor events blocking: with the monitor's reader closed first, that thread (and
+    # every socket of the process) blocked for good.
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    node = f"127.0.0.1:{listener.getsockname()[1]}"
+    filler = socket.create_connection(listener.getsockname(), timeout=5)  # the backlog: full
+    ports = [Port(Session(key)) for _ in range(5)]
+    for port in ports:
+        port.send(node, "echo", Echo(text="x"))  # its connect hangs
+
+    def connecting() -> int:
+        return sum(
+            c.status == psutil.CONN_SYN_SENT and c.raddr and c.raddr.port == int(node[10:])
+            for c in psutil.Process().net_connections(kind="tcp")
+        )
+
+    wait_until(lambda: connecting() >= len(ports), 10)
+    for port in ports:
+        port.close()
+    assert _process_io_works()
+    filler.close()
+    listener.close()
