@@ -7,21 +7,35 @@ calling `spin()`; requests queued by the user's thread leave in batches when it 
 from __future__ import annotations
 
 import logging
+from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from actorcluster.actors.messages import (
     AbortTasks,
+    Apply,
+    Bulk,
     ClientConfig,
     ConnectClient,
     EngineRegistered,
     EngineUnregistered,
+    Push,
     Request,
     SubmitTask,
     TaskResult,
+    transfer_timeout,
 )
-from actorcluster.transport import Address, Message, ReplyFuture, Session, SocketActor, Subscriber
+from actorcluster.transport import (
+    Address,
+    Message,
+    Payload,
+    ReplyFuture,
+    Session,
+    SocketActor,
+    Subscriber,
+    listen_toward,
+)
 
 __all__ = ["Ask", "ClientIO", "Connect", "Send"]
 
@@ -60,29 +74,55 @@ class Send:
     requests: list[Request | SubmitTask | AbortTasks]
 
 
+Outgoing = Request | SubmitTask | AbortTasks
+
+
+@dataclass
+class _Held:
+    """A request waiting for the bulk transfers before it (or its own) to finish."""
+
+    address: str
+    request: Outgoing
+    stub: Outgoing | None = None  # what goes to the relay once `transfer` succeeded
+    transfer: ReplyFuture | None = None
+
+
 class ClientIO(SocketActor):
     """A client's connection to its cluster.
 
-    Accepts: `Connect`, `Send`, `Ask` (local), `TaskResult` (from relays, the DB writer),
-    notifications.
-    Emits: `ConnectClient` to the Hub, requests to the relay. Owns: DEALERs to the
-    controller's actors and a SUB for the Hub's notifications.
+    Accepts: `Connect`, `Send`, `Ask` (local), `TaskResult` (from relays, the DB writer,
+    engines), notifications.
+    Emits: `ConnectClient` to the Hub, requests to the relay, `Bulk` to engines. Owns: a
+    listening ROUTER (engines send large results straight here), DEALERs to the
+    controller's actors and engines, and a SUB for the Hub's notifications.
+
+    A request whose payload reaches `bulk_threshold` bytes sends the payload straight to
+    its engine (`Bulk`), then the request without it through the relay; requests sent
+    after it wait until the engine has the data, so each engine sees them in order.
 
     Args:
         session: the cluster's session.
+        hub: the Hub's address (the client listens where the cluster can reach it).
         engines: the client's engine table (id -> uuid), kept current here.
         on_result: called with each `TaskResult`, in this actor's thread.
+        bulk_threshold: payload bytes from which data goes straight to engines (0: never).
     """
 
     def __init__(
         self,
         session: Session,
+        hub: str,
         engines: dict[int, str],
         on_result: Callable[[TaskResult], None],
+        bulk_threshold: int = 0,
     ) -> None:
-        super().__init__(session, name="client", origin=f"client-{session.session}")
+        listen, advertise = listen_toward(Address.parse(hub).node)
+        super().__init__(session, name="client", listen=listen, advertise=advertise)
         self.engines = engines
+        self.nodes: dict[int, str] = {}
         self._on_result = on_result
+        self._bulk_threshold = bulk_threshold
+        self._held: deque[_Held] = deque()
         self._subscriber: Subscriber | None = None
         self._snapshot_seq: int | None = None
         self._early: list[Notification] = []
@@ -92,16 +132,60 @@ class ClientIO(SocketActor):
             case TaskResult():
                 self._on_result(message)
             case Send(address=address, requests=requests):
-                node, name = Address.parse(address)
                 for request in requests:
-                    if self.port.post(node, name, request) >= self.port.batch_limit:
-                        self.port.flush(node)
+                    self._send(address, request)
             case Connect():
                 return self._connect(message)
             case Ask(address=address, message=asked, timeout=timeout):
                 node, name = Address.parse(address)
                 return self.port.ask(node, name, asked, timeout)
         return None
+
+    def _send(self, address: str, request: Outgoing) -> None:
+        held = self._bulk(address, request)
+        if held is None and not self._held:
+            self._post(address, request)
+            return
+        self._held.append(held or _Held(address, request))
+        if held is not None and held.transfer is not None:
+            held.transfer.add_done_callback(lambda _: self._release())
+
+    def _bulk(self, address: str, request: Outgoing) -> _Held | None:
+        """Start sending the payload of a large request straight to its engine."""
+        if self._bulk_threshold <= 0 or not isinstance(request, Apply | Push):
+            return None
+        size = request.payload.nbytes
+        node = self.nodes.get(request.engine, "")
+        if size < self._bulk_threshold or not Address.dialable(node):
+            return None
+        bulk = Bulk(msg_id=request.msg_id, payload=request.payload)
+        transfer = self.port.ask(node, "engine", bulk, timeout=transfer_timeout(size))
+        stub = replace(request, payload=Payload(b""), bulk=size)
+        return _Held(address, request, stub, transfer)
+
+    def _release(self) -> None:
+        """Send the held requests, in order, up to the first transfer still under way."""
+        while self._held and (self._held[0].transfer is None or self._held[0].transfer.done()):
+            held = self._held.popleft()
+            request = held.request
+            if held.transfer is not None:
+                try:
+                    held.transfer.get(timeout=0)
+                    assert held.stub is not None
+                    request = held.stub
+                except Exception as e:  # noqa: BLE001 - the data goes the long way round
+                    logger.warning(
+                        "the data of %s could not go straight to its engine (%s); sending it "
+                        "through the controller",
+                        held.request.msg_id if isinstance(held.request, Apply | Push) else "?",
+                        e,
+                    )
+            self._post(held.address, request)
+
+    def _post(self, address: str, request: Outgoing) -> None:
+        node, name = Address.parse(address)
+        if self.port.post(node, name, request) >= self.port.batch_limit:
+            self.port.flush(node)
 
     def _connect(self, connect: Connect) -> ReplyFuture:
         # Subscribe before the snapshot: no registration can fall between the two.
@@ -121,6 +205,7 @@ class ClientIO(SocketActor):
             return
         self.engines.clear()
         self.engines.update(config.engines)
+        self.nodes = dict(config.nodes)
         self._snapshot_seq = config.seq
         early, self._early = self._early, []
         for notification in early:
@@ -134,8 +219,10 @@ class ClientIO(SocketActor):
         elif message.seq > self._snapshot_seq:
             if isinstance(message, EngineRegistered):
                 self.engines[message.id] = message.uuid
+                self.nodes[message.id] = message.node
             else:
                 self.engines.pop(message.id, None)
+                self.nodes.pop(message.id, None)
 
     def _after_stop(self) -> None:
         if self._subscriber is not None:

@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from actorcluster.actors.messages import BULK_THRESHOLD
 from actorcluster.error import ActorClusterError, ConnectionFileError
 from actorcluster.profile import profile_dir
 from actorcluster.transport import Session, new_key, write_connection_file
@@ -93,6 +94,7 @@ def cmd_controller(args: argparse.Namespace) -> int:
         hwm=args.hwm,
         scheduler_process=args.scheduler_process,
         store=store,
+        bulk_threshold=args.bulk_threshold,
     )
     write_connection_file(engine_file, controller.engine_info)
     write_connection_file(client_file, controller.client_info)
@@ -173,6 +175,7 @@ def cmd_start(args: argparse.Namespace) -> int:
         *(["--recover"] if args.recover else []),
         *("--db", args.db, "--db-record-limit", str(args.db_record_limit)),
         *("--db-size-limit", str(args.db_size_limit)),
+        *("--bulk-threshold", str(args.bulk_threshold)),
     ]
     for flag in ("profile", "cluster_id", "dir", "db_dir"):
         value = getattr(args, flag, None)
@@ -382,6 +385,14 @@ def _parser() -> argparse.ArgumentParser:
             type=int,
             default=2**30,
             help="bytes of task data kept at most (default 1 GiB)",
+        )
+        part.add_argument(
+            "--bulk-threshold",
+            type=int,
+            default=BULK_THRESHOLD,
+            help="arguments and results of at least this many bytes go straight between "
+            "client and engine; the task database records them without their data "
+            f"(default {BULK_THRESHOLD}; 0: everything through the controller)",
         )
     for part in (start, controller, scheduler):
         part.add_argument(

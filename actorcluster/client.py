@@ -30,7 +30,13 @@ from actorcluster.actors.messages import (
 from actorcluster.asyncresult import AsyncResult, Metadata
 from actorcluster.error import ActorClusterError, NoEnginesRegistered, UnknownTask
 from actorcluster.profile import connection_file
-from actorcluster.transport import RemoteRef, Session, deserialize, load_connection_file
+from actorcluster.transport import (
+    RemoteRef,
+    Session,
+    actor_of,
+    deserialize,
+    load_connection_file,
+)
 
 __all__ = ["Client"]
 
@@ -86,7 +92,14 @@ class Client(TaskDatabase):
         self._engines: dict[int, str] = {}
         self._lock = threading.Lock()
         self._closed = False
-        self._io = ClientIO.start(self.session, self._engines, self._on_result)
+        self._io = ClientIO.start(
+            self.session,
+            info["hub"],
+            self._engines,
+            self._on_result,
+            int(info.get("bulk_threshold", 0)),
+        )
+        self._node: str = actor_of(self._io).node  # where results and notices reach us
         connect = Connect(info["hub"], info["notification"], timeout)
         try:
             reply = self._io.ask(connect, timeout=timeout)
@@ -208,7 +221,7 @@ class Client(TaskDatabase):
         """Complete the future of `result` (in the I/O thread)."""
         msg_id = result.msg_id
         future = self._futures.get(msg_id)
-        if future is None:
+        if future is None or future.done():  # a copy of a result that came straight here
             return
         md = self.metadata[msg_id]
         meta = result.metadata
@@ -279,7 +292,7 @@ class Client(TaskDatabase):
 
     @property
     def _io_node(self) -> str:
-        return f"client-{self.session.session}"
+        return self._node
 
     def clear(self, targets: Targets = None, block: bool | None = None) -> Any:
         """Reset the namespace of `targets` (all engines by default)."""

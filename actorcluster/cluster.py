@@ -15,6 +15,7 @@ from typing import Any
 
 import psutil
 
+from actorcluster.actors.messages import BULK_THRESHOLD
 from actorcluster.client import Client
 
 __all__ = ["Cluster"]
@@ -43,6 +44,8 @@ class Cluster:
         db: the task database: "memory" (the default), "none", or a folder for a durable
             file database (kept across clusters that use the same folder).
         recover: with a folder `db`, move damaged database files aside instead of failing.
+        bulk_threshold: bytes from which arguments and results go straight between client
+            and engine, without their data in the task database (0: never).
     """
 
     def __init__(
@@ -59,6 +62,7 @@ class Cluster:
         block: bool = False,
         db: str | os.PathLike[str] = "memory",
         recover: bool = False,
+        bulk_threshold: int = BULK_THRESHOLD,
     ) -> None:
         if mode not in ("processes", "inprocess"):
             raise ValueError(f"unknown mode {mode!r}: use 'processes' or 'inprocess'")
@@ -73,7 +77,7 @@ class Cluster:
             raise ValueError("for a file task database, give its folder: Cluster(db='/path/to/db')")
         else:
             self.db, self.db_dir = "tinydb", Path(db)
-        self.recover = recover
+        self.recover, self.bulk_threshold = recover, bulk_threshold
         self.client_info: dict[str, Any] | None = None
         self.controller_process: subprocess.Popen[bytes] | None = None
         self.engine_pids: list[int] = []
@@ -129,6 +133,7 @@ class Cluster:
             hwm=self.hwm,
             scheduler_process=self.scheduler_process,
             store=store,
+            bulk_threshold=self.bulk_threshold,
         )
         self.client_info = self._controller.client_info
         self._engines = start_inprocess_engines(self._controller, self.n, self.timeout)
@@ -142,6 +147,7 @@ class Cluster:
             *(["--scheduler-process"] if self.scheduler_process else []),
             "--db", self.db, *(["--db-dir", str(self.db_dir)] if self.db_dir else []),
             *(["--recover"] if self.recover else []),
+            "--bulk-threshold", str(self.bulk_threshold),
         ]  # fmt: skip
         from actorcluster.launcher import die_with_parent
 

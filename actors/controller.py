@@ -13,7 +13,7 @@ import pykka
 from actorcluster.actors.dbwriter import DBWriter
 from actorcluster.actors.heartmonitor import HeartMonitor
 from actorcluster.actors.hub import Hub
-from actorcluster.actors.messages import ShutdownEngine
+from actorcluster.actors.messages import BULK_THRESHOLD, ShutdownEngine
 from actorcluster.actors.relay import MuxRelay
 from actorcluster.actors.scheduler import TaskScheduler
 from actorcluster.actors.store import TaskStore
@@ -36,6 +36,9 @@ class Controller:
         hwm: tasks an engine may hold at once (0: no limit).
         scheduler_process: run the task scheduler in a process of its own (its own GIL).
         store: the task database (None: keep none). The controller's DB writer owns it.
+        bulk_threshold: payloads and results of at least this many bytes go straight
+            between client and engine, past the controller (which records that they did,
+            but not their data); 0 sends everything through the controller.
     """
 
     def __init__(
@@ -49,6 +52,7 @@ class Controller:
         hwm: int = 4,
         scheduler_process: bool = False,
         store: TaskStore | None = None,
+        bulk_threshold: int = BULK_THRESHOLD,
     ) -> None:
         self.session = session
         self.scheduler_process: subprocess.Popen[str] | None = None
@@ -91,6 +95,7 @@ class Controller:
             "signature_scheme": "hmac-sha256",
             "hub": self.hub.address,
             "notification": self.hub.publisher.endpoint,
+            "bulk_threshold": bulk_threshold,
         }
         self.engine_info: dict[str, Any] = {
             **self.client_info,

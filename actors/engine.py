@@ -17,12 +17,14 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass, replace
 from typing import Any
 
 from actorcluster.actors.kernel import Kernel
 from actorcluster.actors.messages import (
     Abort,
     Apply,
+    Bulk,
     Clear,
     EngineConfig,
     Execute,
@@ -33,6 +35,7 @@ from actorcluster.actors.messages import (
     RegisterEngine,
     ShutdownEngine,
     TaskResult,
+    transfer_timeout,
 )
 from actorcluster.transport import (
     Address,
@@ -42,13 +45,25 @@ from actorcluster.transport import (
     Session,
     SocketActor,
     Terminated,
+    listen_toward,
 )
 
-from actorcluster.error import TaskAborted
+from actorcluster.error import ActorClusterError, TaskAborted
 
 __all__ = ["Engine", "Executor"]
 
 logger = logging.getLogger(__name__)
+
+_PARKED_FOR = 600.0  # seconds bulk data waits for its request before it is dropped
+
+
+@dataclass(frozen=True)
+class _SendBulk:
+    """From the executor: send `result` straight to the client `client`, then its stub."""
+
+    result: TaskResult
+    client: str
+    reply: str
 
 
 class Executor:
@@ -58,8 +73,17 @@ class Executor:
     a hop through the engine actor; results finished while more work waits are batched.
     """
 
-    def __init__(self, session: Session, relay: str, kernel: Kernel) -> None:
+    def __init__(
+        self,
+        session: Session,
+        relay: str,
+        kernel: Kernel,
+        bulk_threshold: int = 0,
+        on_bulk: Callable[[TaskResult, Queued], None] | None = None,
+    ) -> None:
         self.kernel = kernel
+        self._bulk_threshold = bulk_threshold
+        self._on_bulk = on_bulk
         self._relay = Address.parse(relay)
         self._queue: deque[Queued | None] = deque()
         self._cond = threading.Condition()
@@ -97,6 +121,16 @@ class Executor:
             found = self._addresses[address] = Address.parse(address)
         return found
 
+    def _is_bulk(self, result: TaskResult, request: Queued) -> bool:
+        """Whether `result` is large enough to go straight to a client that listens."""
+        value = result.value
+        return (
+            self._bulk_threshold > 0
+            and value is not None
+            and Address.dialable(request.client)
+            and value.nbytes >= self._bulk_threshold
+        )
+
     def stop(self) -> None:
         """Finish the request running now, then return from `run()`."""
         with self._cond:
@@ -118,9 +152,14 @@ class Executor:
                 self.running = request.msg_id
                 result = self.kernel.run(request)
                 self.running = None
-                to = self._reply_to(request.reply)
-                queued = port.post(to.node, to.name, result)
-                if not more or queued >= port.batch_limit:
+                if self._is_bulk(result, request):
+                    assert self._on_bulk is not None
+                    self._on_bulk(result, request)
+                else:
+                    to = self._reply_to(request.reply)
+                    if port.post(to.node, to.name, result) >= port.batch_limit:
+                        port.flush()
+                if not more:
                     port.flush()
         finally:
             port.close()
@@ -153,14 +192,24 @@ class Engine(SocketActor):
         on_exit: Callable[[], None] | None = None,
     ) -> None:
         self.uuid = uuid.uuid4().hex
-        super().__init__(session, name="engine", origin=f"engine-{self.uuid}")
+        listen, advertise = listen_toward(Address.parse(info["relay"]).node)
+        super().__init__(session, name="engine", listen=listen, advertise=advertise)
         self.info = info
         self.id = -1
         self.registered = threading.Event()
         self.kernel = Kernel(
             {"engine_uuid": self.uuid, "hostname": socket.gethostname(), "pid": os.getpid()}
         )
-        self.executor = Executor(session, info["relay"], self.kernel)
+        self.executor = Executor(
+            session,
+            info["relay"],
+            self.kernel,
+            bulk_threshold=int(info.get("bulk_threshold", 0)),
+            on_bulk=lambda result, request: self.actor_ref.tell(
+                _SendBulk(result, request.client, request.reply)
+            ),
+        )
+        self._parked: dict[str, tuple[Any, float]] = {}
         self.heart = Heart(info["ping"], info["pong"], self.uuid)
         self._executor_thread = executor_thread
         self._watch_hub = watch_hub
@@ -216,8 +265,15 @@ class Engine(SocketActor):
 
     def on_receive(self, message: Any) -> Any:
         match message:
+            case Apply(bulk=bulk) | Push(bulk=bulk) if bulk:
+                self._join_bulk(message)
             case Apply() | Execute() | Push() | Pull():
                 self.executor.submit(message)
+            case Bulk(msg_id=msg_id, payload=payload):
+                self._park(msg_id, payload)
+                return True
+            case _SendBulk():
+                self._send_bulk(message)
             case Clear():
                 self.executor.submit(message, first=True)
             case Abort(msg_ids=msg_ids):
@@ -247,6 +303,56 @@ class Engine(SocketActor):
                 self._answer(message.msg_id, "ok")
                 self.stop()
         return None
+
+    def _park(self, msg_id: str, payload: Any) -> None:
+        """Keep the data of a request that is still on its way through the relay."""
+        now = time.monotonic()
+        for old, (_, since) in list(self._parked.items()):
+            if now - since > _PARKED_FOR:
+                del self._parked[old]
+                logger.warning(
+                    "engine %d: dropped the data of %s: its request never came", self.id, old
+                )
+        self._parked[msg_id] = (payload, now)
+
+    def _join_bulk(self, request: Apply | Push) -> None:
+        parked = self._parked.pop(request.msg_id, None)
+        if parked is None:
+            error = ActorClusterError(
+                f"task {request.msg_id}: its data ({request.bulk} bytes) never reached "
+                f"engine {self.id}"
+            )
+            self._answer(request.msg_id, "error", error, request.reply)
+            return
+        self.executor.submit(replace(request, payload=parked[0]))
+
+    def _send_bulk(self, bulk: _SendBulk) -> None:
+        """Send a large result straight to its client; the relay (or scheduler) then gets
+        a copy without the value. If the client cannot be reached, the relay gets it all."""
+        result, to = bulk.result, bulk.reply or self.info["relay"]
+        assert result.value is not None
+        size = result.value.nbytes
+        node = bulk.client
+
+        def delivered(reply: ReplyFuture) -> None:
+            try:
+                reply.get(timeout=0)
+            except Exception as e:  # noqa: BLE001 - any failure: the long way round
+                logger.warning(
+                    "engine %d: result %s could not go straight to %s (%s); sending it "
+                    "through the controller",
+                    self.id,
+                    result.msg_id,
+                    node,
+                    e,
+                )
+                self.send(to, result)
+            else:
+                self.send(to, replace(result, value=None, bulk=size))
+
+        self.port.ask(node, "client", result, timeout=transfer_timeout(size)).add_done_callback(
+            delivered
+        )
 
     def _answer(
         self, msg_id: str, status: str, error: BaseException | None = None, reply: str = ""

@@ -135,6 +135,7 @@ class Hub(SocketActor):
                     task=self.addresses.get("task", ""),
                     db=self.addresses.get("db", ""),
                     engines={e.id: e.uuid for e in self.engines.values()},
+                    nodes={e.id: e.node for e in self.engines.values()},
                     started=self.started,
                     seq=self._seq,
                 )
@@ -175,7 +176,9 @@ class Hub(SocketActor):
         if request.hostname == self._hostname:
             self._watch_pid(record)
         self._seq += 1
-        self.publisher.publish(EngineRegistered(id=engine_id, uuid=request.uuid, seq=self._seq))
+        self.publisher.publish(
+            EngineRegistered(id=engine_id, uuid=request.uuid, node=request.node, seq=self._seq)
+        )
         logger.info("engine %d registered (pid %d on %s)", engine_id, request.pid, request.hostname)
         return EngineConfig(id=engine_id, heartbeat_period=self.engine_heartbeat)
 

@@ -56,6 +56,7 @@ class ClientConfig(Message):
     task: str
     db: str  # the DB writer ("" when the cluster keeps no task database)
     engines: dict[int, str]
+    nodes: dict[int, str]  # where each engine listens (for `Bulk` data)
     started: float
     seq: int
 
@@ -66,6 +67,7 @@ class EngineRegistered(Message):
 
     id: int
     uuid: str
+    node: str
     seq: int
 
 
@@ -90,6 +92,7 @@ class _Request(Message):
     client: str
     engine: int = -1
     reply: str = ""  # where the engine sends the result (the relay when empty)
+    bulk: int = 0  # bytes of payload sent straight to the engine (`Bulk`), not in here
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -168,6 +171,26 @@ class AbortTasks(Message):
     msg_ids: tuple[str, ...]
 
 
+BULK_THRESHOLD = 2**20  # bytes: data this large goes straight between client and engine
+
+
+def transfer_timeout(nbytes: int) -> float:
+    """A generous bound for moving `nbytes` from one node to another (10 MB/s at least)."""
+    return 60.0 + nbytes / 10e6
+
+
+@dataclass(frozen=True, kw_only=True)
+class Bulk(Message):
+    """The payload of a large request, from its client straight to its engine (an ask).
+
+    The request itself follows through the relay, with `bulk` set and no payload: the
+    engine joins the two, so the data crosses the network once and requests stay in order.
+    """
+
+    msg_id: str
+    payload: Payload
+
+
 @dataclass(frozen=True, kw_only=True)
 class TaskResult(Message):
     """The outcome of a request: a value (serialized) or an error, and its metadata."""
@@ -178,6 +201,7 @@ class TaskResult(Message):
     value: Payload | None = None
     error: BaseException | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
+    bulk: int = 0  # bytes of value that went straight to the client; this copy has none
 
 
 # -- the hub ---------------------------------------------------------------------------

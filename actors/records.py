@@ -20,9 +20,9 @@ from actorcluster.actors.messages import (
 )
 from actorcluster.transport import Payload
 
-from actorcluster.error import RemoteError
+from actorcluster.error import ActorClusterError, RemoteError
 
-__all__ = ["finished_fields", "request_of", "result_of", "submitted_record"]
+__all__ = ["as_bytes", "finished_fields", "request_of", "result_of", "submitted_record"]
 
 _TYPES = {
     Apply: "apply_request",
@@ -41,7 +41,7 @@ def _stamp(date: datetime | None) -> float | None:
     return None if date is None else date.timestamp()
 
 
-def _as_bytes(buffers: list[Any] | None) -> list[bytes]:
+def as_bytes(buffers: list[Any] | None) -> list[bytes]:
     """Buffers as bytes (those of messages received in this process are zmq frames)."""
     return [b if isinstance(b, bytes) else bytes(b) for b in buffers or ()]
 
@@ -70,6 +70,9 @@ def submitted_record(
         metadata.update(timeout=item.timeout, after=item.after, follow=item.follow)
     else:
         metadata = {"targets": [request.engine]}
+    if request.bulk:
+        metadata["bulk"] = request.bulk  # the payload went straight to the engine
+        payload = None
     return {
         "msg_id": request.msg_id,
         "header": {
@@ -114,6 +117,9 @@ def finished_fields(when: float, result: TaskResult, engine_uuid: str | None) ->
     else:
         value = result.value
         buffers = [] if value is None else [value.data, *value.buffers]
+    result_metadata = {"engine_uuid": meta.get("engine_uuid") or engine_uuid}
+    if result.bulk:
+        result_metadata["bulk"] = result.bulk  # the value went straight to the client
     return {
         "engine_uuid": meta.get("engine_uuid") or engine_uuid,
         "started": _date(meta.get("started")),
@@ -128,7 +134,7 @@ def finished_fields(when: float, result: TaskResult, engine_uuid: str | None) ->
         },
         "result_content": content,
         "result_buffers": buffers,
-        "result_metadata": {"engine_uuid": meta.get("engine_uuid") or engine_uuid},
+        "result_metadata": result_metadata,
         "stdout": meta.get("stdout", ""),
         "stderr": meta.get("stderr", ""),
     }
@@ -139,9 +145,17 @@ def result_of(record: dict[str, Any]) -> TaskResult:
     content = record.get("result_content") or {}
     header = record.get("result_header") or {}
     status = content.get("status", "error")
-    buffers = _as_bytes(record["result_buffers"])
+    buffers = as_bytes(record["result_buffers"])
     value, error = None, None
-    if status == "ok":
+    bulk = (record.get("result_metadata") or {}).get("bulk")
+    if status == "ok" and bulk:
+        status = "error"
+        error = ActorClusterError(
+            f"the result of task {record['msg_id']} ({bulk} bytes) went straight to the "
+            "client that submitted it and is not kept by the controller; start the "
+            "cluster with a higher --bulk-threshold to keep results this large"
+        )
+    elif status == "ok":
         value = Payload(buffers[0], tuple(buffers[1:])) if buffers else None
     elif buffers:
         error = pickle.loads(buffers[0])  # made by `finished_fields` from a verified message
@@ -171,10 +185,17 @@ def request_of(record: dict[str, Any], new_id: str, client: str) -> Request | Su
     """
     header = record["header"]
     kind = header["msg_type"]
+    bulk = (record.get("metadata") or {}).get("bulk")
+    if bulk:
+        raise ValueError(
+            f"task {record['msg_id']}: its arguments ({bulk} bytes) went straight to its "
+            "engine and are not kept, so it cannot be resubmitted; start the cluster with a "
+            "higher --bulk-threshold to keep arguments this large"
+        )
     engine = -1 if record["queue"] == "task" else header.get("engine", -1)
     request: Apply | Execute
     if kind == "apply_request":
-        buffers = _as_bytes(record["buffers"])
+        buffers = as_bytes(record["buffers"])
         payload = Payload(buffers[0], tuple(buffers[1:]))
         request = Apply(msg_id=new_id, client=client, engine=engine, payload=payload)
     elif kind == "execute_request":

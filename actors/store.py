@@ -19,6 +19,7 @@ from typing import Any
 
 from actorcluster.actors.journal import Journal
 from actorcluster.actors.query import compile_query
+from actorcluster.actors.records import as_bytes
 from tinydb import TinyDB
 from tinydb.storages import MemoryStorage
 
@@ -206,7 +207,11 @@ class TaskStore:
 def _project(record: Mapping[str, Any], keys: Sequence[str] | None) -> dict[str, Any]:
     if keys is None:
         return {k: v for k, v in record.items() if k not in _BUFFERS}
-    return {k: record.get(k) for k in ("msg_id", *[k for k in keys if k != "msg_id"])}
+    projected = {k: record.get(k) for k in ("msg_id", *[k for k in keys if k != "msg_id"])}
+    for key in _BUFFERS:
+        if projected.get(key):
+            projected[key] = as_bytes(projected[key])  # received frames are memoryviews
+    return projected
 
 
 def _nbytes(buffers: Any) -> int:

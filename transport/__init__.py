@@ -6,7 +6,7 @@ Everything that knows about ZeroMQ or bytes lives here; nothing else imports `zm
 from __future__ import annotations
 
 from actorcluster.transport._actor import SocketActor, actor_of, local_host
-from actorcluster.transport._address import Address
+from actorcluster.transport._address import Address, listen_toward
 from actorcluster.transport._connection import (
     load_connection_file,
     new_key,
@@ -81,6 +81,7 @@ __all__ = [
     "call_serialized",
     "deserialize",
     "interactive",
+    "listen_toward",
     "load_connection_file",
     "local_host",
     "message_class",

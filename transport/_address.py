@@ -6,9 +6,11 @@ an engine), an id that is reachable only over the connection it opened.
 
 from __future__ import annotations
 
+import ipaddress
+import socket
 from typing import NamedTuple
 
-__all__ = ["Address"]
+__all__ = ["Address", "listen_toward"]
 
 _SCHEME = "actor://"
 
@@ -41,3 +43,22 @@ class Address(NamedTuple):
 
     def __str__(self) -> str:
         return f"{_SCHEME}{self.node}/{self.name}"
+
+
+def listen_toward(node: str) -> tuple[str, str | None]:
+    """Where to listen so that peers near `node` (a `host:port`) can connect back.
+
+    Returns:
+        The `tcp://host:0` endpoint to bind and the host to advertise (None: the bound
+        one). Loopback stays on loopback; otherwise every interface is bound and the
+        address that routes to `node`'s host is advertised.
+    """
+    host = node.rpartition(":")[0].strip("[]")
+    try:
+        if ipaddress.ip_address(socket.gethostbyname(host)).is_loopback:
+            return "tcp://127.0.0.1:0", None
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+            probe.connect((host, 9))  # no packet leaves: this only picks the route
+            return "tcp://0.0.0.0:0", str(probe.getsockname()[0])
+    except OSError:
+        return "tcp://0.0.0.0:0", None

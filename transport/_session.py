@@ -9,7 +9,7 @@ messages it carries (protocol 5) and `buffers` are their out-of-band pickle buff
 (numpy arrays, large bytes), each a frame of its own so they travel without copies.
 
 The signature is the hex HMAC-SHA256 of header, parent_header, metadata and content; the
-header's `buffers` lists the SHA-256 digest of each buffer frame (see `digest`), so the
+header's `buffers` lists the BLAKE3 digest of each buffer frame (see `digest`), so the
 signature covers the buffers too. A receiver that uses the buffers checks them against
 their digests before anything is unpickled; a relay that only forwards them (the
 controller) checks the signature, forwards the buffers untouched with their signed

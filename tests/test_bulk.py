@@ -1,0 +1,112 @@
+"""Large arguments and results go straight between client and engine, in order, recorded."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+
+from actorcluster import Client, Cluster
+from actorcluster.error import ActorClusterError, RemoteError
+from tests.conftest import wait_until
+
+pytestmark = pytest.mark.slow
+
+THRESHOLD = 2**16  # bytes; small, so the tests move little data
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[Cluster]:
+    started = Cluster(n=1, bulk_threshold=THRESHOLD).start()
+    try:
+        yield started
+    finally:
+        started.stop()
+
+
+@pytest.fixture
+def client(cluster: Cluster) -> Iterator[Client]:
+    with cluster.connect_client() as rc:
+        rc.wait_for_engines(1, timeout=30)
+        yield rc
+
+
+def _big(seed: float = 0.0) -> np.ndarray:
+    return np.arange(THRESHOLD // 8 * 3, dtype=np.float64) + seed
+
+
+def _record(rc: Client, msg_id: str) -> dict:
+    query = {"msg_id": msg_id, "completed": {"$ne": None}}
+    wait_until(lambda: rc.db_query(query, ["msg_id"]) != [], 10)
+    (record,) = rc.db_query(query, ["metadata", "buffers", "result_metadata"])
+    return record
+
+
+def test_a_large_push_and_pull_cross_intact_and_the_database_records_their_size(
+    client: Client,
+) -> None:
+    array = _big()
+    pushed = client[0].push({"a": array}, block=False)
+    pushed.get(timeout=30)
+    pulled = client[0].pull("a", block=False)
+    np.testing.assert_array_equal(pulled.get(timeout=30), array)
+    push_record = _record(client, pushed.msg_ids[0])
+    assert push_record["metadata"]["bulk"] >= array.nbytes
+    assert push_record["buffers"] == []  # the controller never held the data
+    assert _record(client, pulled.msg_ids[0])["result_metadata"]["bulk"] >= array.nbytes
+
+
+def test_requests_after_a_large_one_run_after_it_on_the_engine(client: Client) -> None:
+    view = client[0]
+    view.push({"a": _big(1.0)}, block=False)
+    view.push({"a": 5}, block=False)  # small: the relay would deliver it first
+    assert view.pull("a", block=False).get(timeout=30) == 5
+    view.execute("b = 1", block=False)
+    view.push({"b": _big(2.0)}, block=False)
+    total = view.apply_async(lambda: float(b.sum()))  # noqa: F821 - defined on the engine
+    assert total.get(timeout=30) == float(_big(2.0).sum())
+
+
+def test_a_large_argument_and_a_large_result_of_apply(client: Client) -> None:
+    ar = client[0].apply_async(lambda x: x * 2, _big(3.0))
+    np.testing.assert_array_equal(ar.get(timeout=30), _big(3.0) * 2)
+    assert ar.metadata["status"] == "ok"
+
+
+def test_another_client_learns_why_a_large_result_is_not_kept(
+    cluster: Cluster, client: Client
+) -> None:
+    ar = client[0].apply_async(_big, 4.0)
+    ar.get(timeout=30)
+    _record(client, ar.msg_ids[0])
+    with (
+        cluster.connect_client() as other,
+        pytest.raises(ActorClusterError, match=r"went straight to the client.*--bulk-threshold"),
+    ):
+        other.get_result(ar.msg_ids[0], block=True)
+
+
+def test_a_task_with_large_arguments_cannot_be_resubmitted_and_says_why(client: Client) -> None:
+    ar = client[0].apply_async(lambda x: len(x), _big())
+    assert ar.get(timeout=30) == len(_big())
+    _record(client, ar.msg_ids[0])
+    with pytest.raises(ActorClusterError, match=r"arguments .* went straight to its engine"):
+        client.resubmit(ar.msg_ids)
+
+
+def test_an_error_with_a_large_argument_comes_back_as_an_error(client: Client) -> None:
+    def fail(x: np.ndarray) -> None:
+        raise ValueError(f"bad array of {len(x)}")
+
+    with pytest.raises(RemoteError, match="bad array of"):
+        client[0].apply_sync(fail, _big())
+
+
+def test_with_no_threshold_everything_passes_the_controller_and_is_kept() -> None:
+    with Cluster(n=1, mode="inprocess", bulk_threshold=0) as rc:
+        ar = rc[0].apply_async(lambda x: x + 1, _big())
+        np.testing.assert_array_equal(ar.get(timeout=30), _big() + 1)
+        record = _record(rc, ar.msg_ids[0])
+        assert "bulk" not in record["metadata"] and len(record["buffers"]) > 1
+        assert "bulk" not in record["result_metadata"]
