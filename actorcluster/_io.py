@@ -75,6 +75,12 @@ class Send:
 
 
 Outgoing = Request | SubmitTask | AbortTasks
+_RESYNC_EVERY = 1.0  # seconds between asks for the engine table of a restarted Hub
+
+
+@dataclass(frozen=True)
+class _Resync:
+    """Timer: ask the restarted Hub for its engine table again."""
 
 
 @dataclass
@@ -125,6 +131,8 @@ class ClientIO(SocketActor):
         self._held: deque[_Held] = deque()
         self._subscriber: Subscriber | None = None
         self._snapshot_seq: int | None = None
+        self._epoch: float | None = None
+        self._hub = hub
         self._early: list[Notification] = []
 
     def on_receive(self, message: Any) -> Any:
@@ -136,6 +144,8 @@ class ClientIO(SocketActor):
                     self._send(address, request)
             case Connect():
                 return self._connect(message)
+            case _Resync():
+                self._resync()
             case Ask(address=address, message=asked, timeout=timeout):
                 node, name = Address.parse(address)
                 return self.port.ask(node, name, asked, timeout)
@@ -192,11 +202,27 @@ class ClientIO(SocketActor):
         self._subscriber = Subscriber(
             self.session, self.inbox, connect.notification, self._notified
         )
-        node, name = Address.parse(connect.hub)
-        request = ConnectClient(session=self.session.session, node=str(self.node))
-        future = self.port.ask(node, name, request, connect.timeout)
+        future = self._ask_snapshot(connect.timeout)
         future.add_done_callback(self._snapshot)
         return future
+
+    def _ask_snapshot(self, timeout: float) -> ReplyFuture:
+        node, name = Address.parse(self._hub)
+        request = ConnectClient(session=self.session.session, node=str(self.node))
+        return self.port.ask(node, name, request, timeout)
+
+    def _resync(self) -> None:
+        """The Hub restarted: take its engine table again (until it answers)."""
+
+        def taken(reply: ReplyFuture) -> None:
+            try:
+                reply.get(timeout=0)
+            except Exception:  # noqa: BLE001 - not back yet: ask again later
+                self.call_later(_RESYNC_EVERY, _Resync())
+                return
+            self._snapshot(reply)
+
+        self._ask_snapshot(_RESYNC_EVERY * 10).add_done_callback(taken)
 
     def _snapshot(self, reply: ReplyFuture) -> None:
         try:
@@ -207,6 +233,7 @@ class ClientIO(SocketActor):
         self.engines.update(config.engines)
         self.nodes = dict(config.nodes)
         self._snapshot_seq = config.seq
+        self._epoch = config.started
         early, self._early = self._early, []
         for notification in early:
             self._notified(notification)
@@ -216,6 +243,10 @@ class ClientIO(SocketActor):
             return
         if self._snapshot_seq is None:
             self._early.append(message)
+        elif message.epoch != self._epoch:  # from a restarted Hub
+            self._early.append(message)
+            self._snapshot_seq = None
+            self._resync()
         elif message.seq > self._snapshot_seq:
             if isinstance(message, EngineRegistered):
                 self.engines[message.id] = message.uuid

@@ -19,10 +19,17 @@ import time
 from pathlib import Path
 from typing import Any
 
+import zmq
+
 from actorcluster.actors.messages import BULK_THRESHOLD
 from actorcluster.error import ActorClusterError, ConnectionFileError
 from actorcluster.profile import profile_dir
-from actorcluster.transport import Session, new_key, write_connection_file
+from actorcluster.transport import (
+    Session,
+    load_connection_file,
+    new_key,
+    write_connection_file,
+)
 
 __all__ = ["main"]
 
@@ -64,7 +71,6 @@ def _running_pid(pid_file: Path) -> int | None:
 
 def cmd_controller(args: argparse.Namespace) -> int:
     """Run a controller (and `-n` engines) in the foreground."""
-    from actorcluster.actors.controller import Controller
     from actorcluster.launcher import run_controller, spawn_engine
 
     client_file, engine_file, pid_file, log = _files(args)
@@ -84,8 +90,55 @@ def cmd_controller(args: argparse.Namespace) -> int:
         print(f"cannot open the task database: {e}", file=sys.stderr)
         pid_file.unlink(missing_ok=True)
         return 1
-    session = Session(new_key().encode())
-    controller = Controller(
+    key, ports = new_key(), None
+    if args.reuse and engine_file.exists():
+        try:
+            key, ports = _previous_run(engine_file)
+        except (ConnectionFileError, KeyError, ValueError) as e:
+            print(f"cannot reuse {engine_file}: {e}", file=sys.stderr)
+            pid_file.unlink(missing_ok=True)
+            return 1
+    session = Session(key.encode())
+    try:
+        controller = _start_controller(args, session, store, ports)
+    except zmq.ZMQError as e:
+        print(
+            f"cannot listen on the ports of the previous run ({e}); "
+            "start without --reuse to listen on new ones",
+            file=sys.stderr,
+        )
+        pid_file.unlink(missing_ok=True)
+        return 1
+    write_connection_file(engine_file, controller.engine_info)
+    write_connection_file(client_file, controller.client_info)
+    engines = [spawn_engine(engine_file, log / f"engine-{i}.log") for i in range(args.n)]
+    logger.info("controller up: %s, %d engines starting", controller.client_info["hub"], args.n)
+    try:
+        run_controller(controller, engines)
+    finally:
+        kept = () if args.reuse else (client_file, engine_file)
+        for path in (*kept, pid_file):
+            path.unlink(missing_ok=True)
+    return 0
+
+
+def _previous_run(engine_file: Path) -> tuple[str, dict[str, int]]:
+    """The key and ports of the controller that wrote `engine_file`."""
+    info = load_connection_file(engine_file)
+    ports = {
+        role: int(str(info[role]).rpartition(":")[2].split("/")[0])
+        for role in ("hub", "notification", "relay", "scheduler", "db", "ping", "pong")
+        if info.get(role)
+    }
+    return str(info["key"]), ports
+
+
+def _start_controller(
+    args: argparse.Namespace, session: Session, store: Any, ports: dict[str, int] | None
+) -> Any:
+    from actorcluster.actors.controller import Controller
+
+    return Controller(
         session,
         args.ip,
         heartbeat_period=args.heartbeat_period,
@@ -95,17 +148,8 @@ def cmd_controller(args: argparse.Namespace) -> int:
         scheduler_process=args.scheduler_process,
         store=store,
         bulk_threshold=args.bulk_threshold,
+        ports=ports,
     )
-    write_connection_file(engine_file, controller.engine_info)
-    write_connection_file(client_file, controller.client_info)
-    engines = [spawn_engine(engine_file, log / f"engine-{i}.log") for i in range(args.n)]
-    logger.info("controller up: %s, %d engines starting", controller.client_info["hub"], args.n)
-    try:
-        run_controller(controller, engines)
-    finally:
-        for path in (client_file, engine_file, pid_file):
-            path.unlink(missing_ok=True)
-    return 0
 
 
 def _open_store(args: argparse.Namespace) -> Any:
@@ -131,7 +175,7 @@ def cmd_engine(args: argparse.Namespace) -> int:
 
     _log_to(None, args.verbose)
     try:
-        return run_engine(Path(args.file))
+        return run_engine(Path(args.file), args.reconnect)
     except ConnectionFileError as e:
         print(e, file=sys.stderr)
         return 2
@@ -142,7 +186,7 @@ def cmd_scheduler(args: argparse.Namespace) -> int:
     from actorcluster.launcher import run_scheduler
 
     _log_to(None, args.verbose)
-    return run_scheduler(args.hub, args.ip, args.scheme, args.hwm, args.db)
+    return run_scheduler(args.hub, args.ip, args.scheme, args.hwm, args.db, args.port)
 
 
 def cmd_start(args: argparse.Namespace) -> int:
@@ -176,6 +220,7 @@ def cmd_start(args: argparse.Namespace) -> int:
         *("--db", args.db, "--db-record-limit", str(args.db_record_limit)),
         *("--db-size-limit", str(args.db_size_limit)),
         *("--bulk-threshold", str(args.bulk_threshold)),
+        *(["--reuse"] if args.reuse else []),
     ]
     for flag in ("profile", "cluster_id", "dir", "db_dir"):
         value = getattr(args, flag, None)
@@ -346,6 +391,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     scheduler.add_argument("--hub", required=True, help="the Hub's address (actor://host:port/hub)")
     scheduler.add_argument("--db", help="the DB writer's address (none: record nothing)")
+    scheduler.add_argument("--port", type=int, default=0, help="the port to listen on (0: any)")
     scheduler.add_argument(
         "--ip", default="127.0.0.1", help="interface to listen on (default 127.0.0.1)"
     )
@@ -387,6 +433,13 @@ def _parser() -> argparse.ArgumentParser:
             help="bytes of task data kept at most (default 1 GiB)",
         )
         part.add_argument(
+            "--reuse",
+            action="store_true",
+            help="listen with the key and ports of the previous run of this profile (its "
+            "connection files, kept at exit with this flag), so that engines and clients "
+            "still running find the restarted controller",
+        )
+        part.add_argument(
             "--bulk-threshold",
             type=int,
             default=BULK_THRESHOLD,
@@ -412,6 +465,14 @@ def _parser() -> argparse.ArgumentParser:
         "engine", help="run one engine in the foreground", description=cmd_engine.__doc__
     )
     engine.add_argument("--file", required=True, help="the cluster's engine connection file")
+    engine.add_argument(
+        "--reconnect",
+        type=float,
+        default=60.0,
+        metavar="SECONDS",
+        help="when the controller goes away, wait this long for it to be restarted with "
+        "--reuse and register again, keeping the namespace and engine id (default 60; 0: exit)",
+    )
     engine.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level")
     engine.set_defaults(run=cmd_engine)
     return parser

@@ -74,11 +74,12 @@ def run_controller(controller: Controller, engines: list[subprocess.Popen[bytes]
             proc.wait()
 
 
-def run_engine(engine_file: Path) -> int:
-    """Run an engine in this process until it is shut down or its controller goes away."""
+def run_engine(engine_file: Path, reconnect_for: float = 0.0) -> int:
+    """Run an engine in this process until it is shut down, or its controller went away
+    and did not come back within `reconnect_for` seconds."""
     info = load_connection_file(engine_file)
     session = Session(str(info["key"]).encode())
-    ref = Engine.start(session, info, watch_hub=True)
+    ref = Engine.start(session, info, watch_hub=True, reconnect_for=reconnect_for)
     engine: Engine = actor_of(ref)
     signal.signal(signal.SIGTERM, lambda *_: engine.executor.stop())
     engine.executor.run()  # user code runs in the main thread
@@ -99,7 +100,9 @@ def start_inprocess_engines(controller: Controller, n: int, timeout: float) -> l
     return refs
 
 
-def run_scheduler(hub: str, host: str, scheme: str, hwm: int, db: str | None = None) -> int:
+def run_scheduler(
+    hub: str, host: str, scheme: str, hwm: int, db: str | None = None, port: int = 0
+) -> int:
     """Run a task scheduler in this process: key from stdin, its address to stdout.
 
     It stops when stdin closes (its controller stopped, or died).
@@ -115,6 +118,7 @@ def run_scheduler(hub: str, host: str, scheme: str, hwm: int, db: str | None = N
         scheme=scheme,
         hwm=hwm,
         db=RemoteRef(db, session) if db else None,
+        port=port,
     )
     print(actor_of(ref).address, flush=True)
     sys.stdin.read()

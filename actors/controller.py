@@ -36,6 +36,10 @@ class Controller:
         hwm: tasks an engine may hold at once (0: no limit).
         scheduler_process: run the task scheduler in a process of its own (its own GIL).
         store: the task database (None: keep none). The controller's DB writer owns it.
+        ports: the ports to bind, by role (`hub`, `notification`, `relay`, `scheduler`,
+            `db`, `ping`, `pong`); missing ones are chosen by the system. A controller
+            restarted on the ports of its previous run is found again by its engines and
+            clients.
         bulk_threshold: payloads and results of at least this many bytes go straight
             between client and engine, past the controller (which records that they did,
             but not their data); 0 sends everything through the controller.
@@ -53,8 +57,10 @@ class Controller:
         scheduler_process: bool = False,
         store: TaskStore | None = None,
         bulk_threshold: int = BULK_THRESHOLD,
+        ports: dict[str, int] | None = None,
     ) -> None:
         self.session = session
+        port = (ports or {}).get
         self.scheduler_process: subprocess.Popen[str] | None = None
         self.stop_requested = threading.Event()
         self.hub_ref = Hub.start(
@@ -62,26 +68,41 @@ class Controller:
             host,
             heartbeat_period=heartbeat_period,
             on_stop_requested=self.stop_requested.set,
+            port=port("hub", 0),
+            notification_port=port("notification", 0),
         )
         self.hub: Hub = actor_of(self.hub_ref)
-        self.db_ref = None if store is None else DBWriter.start(session, host, store)
+        self.db_ref = (
+            None if store is None else DBWriter.start(session, host, store, port=port("db", 0))
+        )
         db_address = "" if self.db_ref is None else actor_of(self.db_ref).address
         self.monitor_ref = HeartMonitor.start(
-            session, host, self.hub_ref, period=heartbeat_period, misses=heartbeat_misses
+            session,
+            host,
+            self.hub_ref,
+            period=heartbeat_period,
+            misses=heartbeat_misses,
+            ports=(port("ping", 0), port("pong", 0)),
         )
         if scheduler_process:  # the same actor, in a process (and GIL) of its own
             self.scheduler_process, address = _spawn_scheduler(
-                session, host, self.hub.address, db_address, scheme, hwm
+                session, host, self.hub.address, db_address, scheme, hwm, port("scheduler", 0)
             )
             self.scheduler_ref: Any = RemoteRef(address, session)
         else:
             self.scheduler_ref = TaskScheduler.start(
-                session, host, self.hub_ref, scheme=scheme, hwm=hwm, db=self.db_ref
+                session,
+                host,
+                self.hub_ref,
+                scheme=scheme,
+                hwm=hwm,
+                db=self.db_ref,
+                port=port("scheduler", 0),
             )
             address = actor_of(self.scheduler_ref).address
         # the relay tells the scheduler of direct tasks too: `after` may name them
         self.relay_ref = MuxRelay.start(
-            session, host, self.hub_ref, self.scheduler_ref, db=self.db_ref
+            session, host, self.hub_ref, self.scheduler_ref, db=self.db_ref, port=port("relay", 0)
         )
         monitor: HeartMonitor = actor_of(self.monitor_ref)
         relay: MuxRelay = actor_of(self.relay_ref)
@@ -101,6 +122,7 @@ class Controller:
             **self.client_info,
             "relay": relay.address,
             "scheduler": address,
+            "db": db_address,
             "ping": monitor.pulse.ping_endpoint,
             "pong": monitor.pulse.pong_endpoint,
         }
@@ -134,13 +156,14 @@ def _stop(ref: pykka.ActorRef[Any]) -> None:
 
 
 def _spawn_scheduler(
-    session: Session, host: str, hub: str, db: str, scheme: str, hwm: int
+    session: Session, host: str, hub: str, db: str, scheme: str, hwm: int, port: int
 ) -> tuple[subprocess.Popen[str], str]:
     """Start `actorclusterd scheduler`; the key goes by stdin (argv is visible to all)."""
     from actorcluster.launcher import die_with_parent
 
     command = [sys.executable, "-m", "actorcluster.cli", "scheduler", "--hub", hub, "--ip", host]
     command += ["--scheme", scheme, "--hwm", str(hwm), *(["--db", db] if db else [])]
+    command += ["--port", str(port)]
     proc = subprocess.Popen(
         command,
         stdin=subprocess.PIPE,

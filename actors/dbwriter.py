@@ -34,7 +34,7 @@ from actorcluster.actors.records import (
     submitted_record,
 )
 from actorcluster.actors.store import TaskStore
-from actorcluster.transport import Session, SocketActor
+from actorcluster.transport import Address, Session, SocketActor
 
 from actorcluster.error import TaskAborted
 
@@ -46,6 +46,11 @@ logger = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class _Commit:
     """Timer: make the journaled changes durable."""
+
+
+@dataclass(frozen=True)
+class _FailInterrupted:
+    """Timer: the engines of a restarted controller had their chance to deliver."""
 
 
 class DBWriter(SocketActor):
@@ -62,6 +67,9 @@ class DBWriter(SocketActor):
         store: the store (with its journal for a file database).
         commit_interval: seconds between group commits while changes keep coming.
         snapshot_bytes: journal size past which a snapshot is written and the journal reset.
+        port: the port to listen on (0: any).
+        interrupted_grace: seconds that tasks a previous controller left pending wait for
+            their engines (back after a restart) to deliver, before they are failed.
     """
 
     def __init__(
@@ -72,28 +80,44 @@ class DBWriter(SocketActor):
         *,
         commit_interval: float = 0.05,
         snapshot_bytes: int = 64 * 2**20,
+        port: int = 0,
+        interrupted_grace: float = 5.0,
     ) -> None:
-        super().__init__(session, name="db", listen=f"tcp://{host}:0")
+        super().__init__(session, name="db", listen=f"tcp://{host}:{port}")
         self.store = store
         self.commit_interval = commit_interval
         self.snapshot_bytes = snapshot_bytes
         self.engines: dict[int, str] = {}
         self.watchers: dict[str, set[str]] = {}
         self._commit_due = False
-        self._fail_interrupted()
+        self._interrupted = set(store.pending)  # left pending by a controller before this one
+        self._interrupted_grace = interrupted_grace
+
+    def on_start(self) -> None:
+        if self._interrupted:
+            self.call_later(self._interrupted_grace, _FailInterrupted())
 
     def _fail_interrupted(self) -> None:
-        """Tasks a previous controller left pending will never finish: say so in their
-        records, so that nobody waits for them and nothing is lost silently."""
-        interrupted = sorted(self.store.pending)
+        """Tasks a previous controller left pending whose engine did not come back with
+        their result: fail them in their records and tell their clients, so that nobody
+        waits for them and nothing is lost silently. (A result that comes later still
+        replaces the failure in the record.)"""
+        interrupted = sorted(self._interrupted & self.store.pending)
+        self._interrupted = set()
         now = time.time()
         for msg_id in interrupted:
             error = TaskAborted(
-                f"task {msg_id} was pending when its controller stopped; "
-                "it did not finish (resubmit it to run it again)"
+                f"task {msg_id} was pending when its controller stopped, and its engine did "
+                "not come back with its result (resubmit it to run it again)"
             )
             result = TaskResult(msg_id=msg_id, engine=-1, status="error", error=error)
             self.store.update(msg_id, finished_fields(now, result, None))
+            clients = self.watchers.pop(msg_id, set())
+            client = self.store.get(msg_id).get("client_uuid")
+            if isinstance(client, str) and Address.dialable(client):
+                clients.add(client)
+            for client in clients:
+                self.send(f"actor://{client}/client", result)
         if interrupted:
             logger.warning("%d tasks pending at the last stop were marked failed", len(interrupted))
             self._commit()
@@ -107,6 +131,8 @@ class DBWriter(SocketActor):
             case _Commit():
                 self._commit_due = False
                 self._commit()
+            case _FailInterrupted():
+                self._fail_interrupted()
             case DbQuery(query=query, keys=keys):
                 self._commit()
                 return self.store.find(query, None if keys is None else list(keys))

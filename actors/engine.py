@@ -40,6 +40,7 @@ from actorcluster.actors.messages import (
 from actorcluster.transport import (
     Address,
     Heart,
+    Item,
     Port,
     ReplyFuture,
     Session,
@@ -55,6 +56,7 @@ __all__ = ["Engine", "Executor"]
 logger = logging.getLogger(__name__)
 
 _PARKED_FOR = 600.0  # seconds bulk data waits for its request before it is dropped
+_RETRY_EVERY = 0.5  # seconds between attempts to register with a restarted controller
 
 
 @dataclass(frozen=True)
@@ -66,11 +68,21 @@ class _SendBulk:
     reply: str
 
 
+@dataclass(frozen=True)
+class _Reconnect:
+    """Try again to register with the controller."""
+
+
+class _Resume:
+    """Queued for the executor: the controller is back, send the results held meanwhile."""
+
+
 class Executor:
     """Runs queued requests one at a time and sends their results where they ask.
 
     Owns a port of its own (a second connection to the relay), so results leave without
     a hop through the engine actor; results finished while more work waits are batched.
+    While the controller is away (`online` clear), results are held until `resume()`.
     """
 
     def __init__(
@@ -85,13 +97,16 @@ class Executor:
         self._bulk_threshold = bulk_threshold
         self._on_bulk = on_bulk
         self._relay = Address.parse(relay)
-        self._queue: deque[Queued | None] = deque()
+        self._queue: deque[Queued | _Resume | None] = deque()
+        self.online = threading.Event()
+        self.online.set()
+        self._held: list[tuple[Address, TaskResult]] = []
         self._cond = threading.Condition()
         self._session = session
         self._addresses: dict[str, Address] = {}
         self.running: str | None = None
 
-    def submit(self, request: Queued, *, first: bool = False) -> None:
+    def submit(self, request: Queued | _Resume, *, first: bool = False) -> None:
         """Queue `request` (at the front with `first`)."""
         with self._cond:
             if first:
@@ -103,10 +118,12 @@ class Executor:
     def take(self, msg_ids: tuple[str, ...]) -> list[Queued]:
         """Remove queued requests (these msg_ids, or all when empty) and return them."""
         with self._cond:
-            keep: deque[Queued | None] = deque()
+            keep: deque[Queued | _Resume | None] = deque()
             taken: list[Queued] = []
             for request in self._queue:
-                if request is not None and (not msg_ids or request.msg_id in msg_ids):
+                if request is None or isinstance(request, _Resume):
+                    keep.append(request)
+                elif not msg_ids or request.msg_id in msg_ids:
                     taken.append(request)
                 else:
                     keep.append(request)
@@ -131,6 +148,15 @@ class Executor:
             and value.nbytes >= self._bulk_threshold
         )
 
+    def _undelivered(self, node: str, items: list[Item]) -> None:
+        """Results sent as the controller went away: hold them until it is back."""
+        self._held.extend((Address(node, item.to), item.message) for item in items)  # type: ignore[misc]
+
+    def resume(self) -> None:
+        """The controller is back: send the results held while it was away."""
+        self.online.set()
+        self.submit(_Resume(), first=True)
+
     def stop(self) -> None:
         """Finish the request running now, then return from `run()`."""
         with self._cond:
@@ -139,7 +165,7 @@ class Executor:
 
     def run(self) -> None:
         """Serve requests until `stop()` (in the thread that is to run user code)."""
-        port = Port(self._session)
+        port = Port(self._session, on_undelivered=self._undelivered)
         try:
             while True:
                 with self._cond:
@@ -149,12 +175,20 @@ class Executor:
                     more = bool(self._queue)
                 if request is None:
                     return
+                if isinstance(request, _Resume):
+                    held, self._held = self._held, []
+                    for to, result in held:
+                        port.post(to.node, to.name, result)
+                    port.flush()
+                    continue
                 self.running = request.msg_id
                 result = self.kernel.run(request)
                 self.running = None
                 if self._is_bulk(result, request):
                     assert self._on_bulk is not None
                     self._on_bulk(result, request)
+                elif not self.online.is_set():
+                    self._held.append((self._reply_to(request.reply), result))
                 else:
                     to = self._reply_to(request.reply)
                     if port.post(to.node, to.name, result) >= port.batch_limit:
@@ -178,7 +212,10 @@ class Engine(SocketActor):
         info: the engine connection info (`hub`, `relay`, `ping`, `pong` addresses).
         executor_thread: run the executor in a thread of its own (in-process engines);
             otherwise the caller runs `executor.run()` (the main thread of a process).
-        watch_hub: stop when the Hub goes away (engines in their own processes).
+        watch_hub: notice when the Hub goes away (engines in their own processes).
+        reconnect_for: then wait this many seconds for a controller restarted on the same
+            ports (`actorclusterd --reuse`) and register with it again, keeping the
+            namespace, the engine id and the results finished meanwhile; 0: stop at once.
         on_exit: called once the engine has stopped for good.
     """
 
@@ -189,6 +226,7 @@ class Engine(SocketActor):
         *,
         executor_thread: bool = False,
         watch_hub: bool = False,
+        reconnect_for: float = 0.0,
         on_exit: Callable[[], None] | None = None,
     ) -> None:
         self.uuid = uuid.uuid4().hex
@@ -213,6 +251,8 @@ class Engine(SocketActor):
         self.heart = Heart(info["ping"], info["pong"], self.uuid)
         self._executor_thread = executor_thread
         self._watch_hub = watch_hub
+        self._reconnect_for = reconnect_for
+        self._reconnect_until: float | None = None
         self._on_exit = on_exit
 
     def on_start(self) -> None:
@@ -221,10 +261,12 @@ class Engine(SocketActor):
                 target=self.executor.run, name=f"engine-{self.uuid[:8]}", daemon=True
             ).start()
         self.heart.start()
-        self._greet([self.info["relay"], self.info["scheduler"]])
+        self._greet()
 
-    def _greet(self, addresses: list[str]) -> None:
+    def _greet(self, addresses: list[str] | None = None) -> None:
         """Say hello to each controller actor in turn (so they have a route), then register."""
+        if addresses is None:
+            addresses = [self.info["relay"], self.info["scheduler"]]
         if not addresses:
             self._register()
             return
@@ -239,7 +281,11 @@ class Engine(SocketActor):
     def _register(self) -> None:
         hub = Address.parse(self.info["hub"])
         request = RegisterEngine(
-            uuid=self.uuid, node=str(self.node), pid=os.getpid(), hostname=socket.gethostname()
+            uuid=self.uuid,
+            node=str(self.node),
+            pid=os.getpid(),
+            hostname=socket.gethostname(),
+            id=self.id,
         )
         self.port.ask(hub.node, hub.name, request, timeout=30).add_done_callback(self._registered)
 
@@ -251,6 +297,9 @@ class Engine(SocketActor):
         self.kernel.engine_info["engine_id"] = config.id
         self.registered.set()
         logger.info("engine %d registered (uuid %s)", self.id, self.uuid)
+        if self._reconnect_until is not None:
+            self._reconnect_until = None
+            self.executor.resume()
         if self._watch_hub:
             self.watch(self.info["hub"])  # a controller that goes away takes its engines along
 
@@ -258,6 +307,9 @@ class Engine(SocketActor):
         try:
             reply.get(timeout=0)
         except Exception as e:  # noqa: BLE001 - whatever failed, registration failed
+            if self._reconnect_until is not None and time.monotonic() < self._reconnect_until:
+                self.call_later(_RETRY_EVERY, _Reconnect())
+                return False
             logger.error("engine %s could not register with %s: %s", self.uuid, whom, e)
             self.stop()
             return False
@@ -286,13 +338,9 @@ class Engine(SocketActor):
                     )
                 self._answer(message.msg_id, "ok", reply=message.reply)
             case Terminated(address=address, reason=reason):
-                logger.warning(
-                    "engine %d: the controller at %s went away (%s); stopping",
-                    self.id,
-                    address,
-                    reason,
-                )
-                self.stop()
+                self._controller_lost(address, reason)
+            case _Reconnect():
+                self._greet()
             case ShutdownEngine():
                 for request in self.executor.take(()):
                     self._answer(
@@ -303,6 +351,24 @@ class Engine(SocketActor):
                 self._answer(message.msg_id, "ok")
                 self.stop()
         return None
+
+    def _controller_lost(self, address: str, reason: str) -> None:
+        if self._reconnect_for <= 0:
+            logger.warning(
+                "engine %d: the controller at %s went away (%s); stopping", self.id, address, reason
+            )
+            self.stop()
+            return
+        logger.warning(
+            "engine %d: the controller at %s went away (%s); waiting up to %.0f s for it",
+            self.id,
+            address,
+            reason,
+            self._reconnect_for,
+        )
+        self.executor.online.clear()
+        self._reconnect_until = time.monotonic() + self._reconnect_for
+        self._greet()
 
     def _park(self, msg_id: str, payload: Any) -> None:
         """Keep the data of a request that is still on its way through the relay."""

@@ -44,9 +44,10 @@ class HeartMonitor(SocketActor):
         *,
         period: float = 1.0,
         misses: int = 3,
+        ports: tuple[int, int] = (0, 0),
     ) -> None:
         super().__init__(session, name="heartmonitor")
-        self.pulse = Pulse(self.inbox, host, self._pong)
+        self.pulse = Pulse(self.inbox, host, self._pong, ports=ports)
         self.hub = hub
         self.period = period
         self.misses = misses

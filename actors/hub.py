@@ -74,9 +74,11 @@ class Hub(SocketActor):
         *,
         heartbeat_period: float = 1.0,
         on_stop_requested: Callable[[], None] | None = None,
+        port: int = 0,
+        notification_port: int = 0,
     ) -> None:
-        super().__init__(session, name="hub", listen=f"tcp://{host}:0")
-        self.publisher = Publisher(session, host)
+        super().__init__(session, name="hub", listen=f"tcp://{host}:{port}")
+        self.publisher = Publisher(session, host, port=notification_port)
         self.engine_heartbeat = heartbeat_period
         self.engines: dict[int, EngineRecord] = {}
         self.by_uuid: dict[str, EngineRecord] = {}
@@ -162,8 +164,10 @@ class Hub(SocketActor):
         return None
 
     def _register(self, request: RegisterEngine) -> EngineConfig:
-        engine_id = self._next_id
-        self._next_id += 1
+        engine_id = request.id  # an engine back from before a restart keeps its id
+        if engine_id < 0 or engine_id in self.engines or request.uuid in self.by_uuid:
+            engine_id = self._next_id
+        self._next_id = max(self._next_id, engine_id + 1)
         record = EngineRecord(
             engine_id, request.uuid, request.node, request.pid, request.hostname, time.time()
         )
@@ -177,7 +181,13 @@ class Hub(SocketActor):
             self._watch_pid(record)
         self._seq += 1
         self.publisher.publish(
-            EngineRegistered(id=engine_id, uuid=request.uuid, node=request.node, seq=self._seq)
+            EngineRegistered(
+                id=engine_id,
+                uuid=request.uuid,
+                node=request.node,
+                seq=self._seq,
+                epoch=self.started,
+            )
         )
         logger.info("engine %d registered (pid %d on %s)", engine_id, request.pid, request.hostname)
         return EngineConfig(id=engine_id, heartbeat_period=self.engine_heartbeat)
@@ -213,7 +223,9 @@ class Hub(SocketActor):
             self.tasks.pop(msg_id, None)
         self._seq += 1
         self.publisher.publish(
-            EngineUnregistered(id=record.id, uuid=uuid, reason=reason, seq=self._seq)
+            EngineUnregistered(
+                id=record.id, uuid=uuid, reason=reason, seq=self._seq, epoch=self.started
+            )
         )
         logger.warning("engine %d unregistered: %s", record.id, reason)
 

@@ -30,6 +30,7 @@ class RegisterEngine(Message):
     node: str
     pid: int
     hostname: str
+    id: int = -1  # the id it had before its controller restarted (-1: any)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -69,6 +70,7 @@ class EngineRegistered(Message):
     uuid: str
     node: str
     seq: int
+    epoch: float  # when the Hub started: a restarted Hub counts `seq` anew
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -79,6 +81,7 @@ class EngineUnregistered(Message):
     uuid: str
     reason: str
     seq: int
+    epoch: float
 
 
 # -- tasks ----------------------------------------------------------------------------
@@ -198,6 +201,7 @@ class TaskResult(Message):
     msg_id: str
     engine: int
     status: str
+    client: str = ""  # the node of the client that asked (a relay that restarted forgets)
     value: Payload | None = None
     error: BaseException | None = None
     metadata: dict[str, Any] = field(default_factory=dict)

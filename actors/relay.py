@@ -54,8 +54,9 @@ class MuxRelay(SocketActor):
         hub: pykka.ActorRef[Any],
         scheduler: Teller | None = None,
         db: Teller | None = None,
+        port: int = 0,
     ) -> None:
-        super().__init__(session, name="relay", listen=f"tcp://{host}:0")
+        super().__init__(session, name="relay", listen=f"tcp://{host}:{port}")
         self.hub = hub
         self.engines: dict[int, str] = {}
         self.pending: dict[str, tuple[str, int]] = {}
@@ -95,7 +96,10 @@ class MuxRelay(SocketActor):
     def _result(self, result: TaskResult) -> None:
         pending = self.pending.pop(result.msg_id, None)
         if pending is None:
-            logger.debug("result of unknown or already failed task %s", result.msg_id)
+            if result.client:  # from before a restart of the controller: still delivered
+                self._to_client(result.client, result)
+            else:
+                logger.debug("result of unknown or already failed task %s", result.msg_id)
             return
         self._to_client(pending[0], result)
         self.report.finished.append((result.msg_id, result.engine, result.status))

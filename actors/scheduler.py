@@ -88,10 +88,11 @@ class TaskScheduler(SocketActor):
         scheme: str = "leastload",
         hwm: int = 4,
         db: Teller | None = None,
+        port: int = 0,
     ) -> None:
         if scheme not in SCHEMES:
             raise ValueError(f"unknown scheme {scheme!r}: choose one of {', '.join(SCHEMES)}")
-        super().__init__(session, name="scheduler", listen=f"tcp://{host}:0")
+        super().__init__(session, name="scheduler", listen=f"tcp://{host}:{port}")
         self.hub = hub
         self.scheme = SCHEMES[scheme]
         self.hwm = hwm

@@ -18,17 +18,20 @@ from tests.conftest import ROOT, wait_until
 pytestmark = pytest.mark.slow
 
 CONTROLLER = [sys.executable, "-m", "actorcluster.cli", "controller", "--dir"]
+ENGINE = [sys.executable, "-m", "actorcluster.cli", "engine", "--file"]
 
 
 class Controller:
-    """`actorclusterd controller` with one engine and a file database in `folder`."""
+    """`actorclusterd controller` with `n` engines and a file database in `folder`."""
 
-    def __init__(self, folder: Path, cluster_id: str = "") -> None:
+    def __init__(self, folder: Path, cluster_id: str = "", n: int = 1, *extra: str) -> None:
         suffix = f"-{cluster_id}" if cluster_id else ""
         self.client_file = folder / f"actorcluster-client{suffix}.json"
+        self.engine_file = folder / f"actorcluster-engine{suffix}.json"
         self.client_file.unlink(missing_ok=True)
+        arguments = ["-n", str(n), "--db", "tinydb", "--cluster-id", cluster_id, *extra]
         self.proc = subprocess.Popen(
-            [*CONTROLLER, str(folder), "-n", "1", "--db", "tinydb", "--cluster-id", cluster_id],
+            [*CONTROLLER, str(folder), *arguments],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             cwd=ROOT,
@@ -68,9 +71,9 @@ def test_a_controller_killed_during_writes_keeps_every_acknowledged_result(tmp_p
                 for msg_id, value in list(acknowledged.items())[-20:]:
                     assert rc.get_result(msg_id, block=True) == value
                 # what the database heard of the burst in flight at the kill is not pending
-                # for ever: it finished, or was failed explicitly at the restart
-                stuck = rc.db_query({"msg_id": {"$in": in_flight}, "completed": None})
-                assert stuck == []
+                # for ever: it finished, or was failed explicitly after the restart
+                stuck = {"msg_id": {"$in": in_flight}, "completed": None}
+                wait_until(lambda q=stuck: rc.db_query(q, ["msg_id"]) == [], 30)
                 view = rc.load_balanced_view()
                 for _ in range(5):  # bursts of tasks; what the database answered is acked
                     ars = [view.apply_async(_square, i) for i in range(50)]
@@ -91,8 +94,8 @@ def test_a_controller_killed_during_writes_keeps_every_acknowledged_result(tmp_p
         with Client(controller.client_file, timeout=30) as rc:
             found = rc.db_query({"msg_id": {"$in": list(acknowledged)}}, ["msg_id"])
             assert len(found) == len(acknowledged)
-            interrupted = rc.db_query({"msg_id": {"$in": in_flight}, "completed": None}, ["msg_id"])
-            assert interrupted == []
+            interrupted = {"msg_id": {"$in": in_flight}, "completed": None}
+            wait_until(lambda: rc.db_query(interrupted, ["msg_id"]) == [], 30)
     finally:
         controller.kill()
 
@@ -113,6 +116,60 @@ def test_tasks_pending_at_a_kill_are_failed_explicitly_after_the_restart(tmp_pat
             rc.get_result(ar.msg_ids[0], block=True)
     finally:
         controller.kill()
+
+
+def test_a_restarted_controller_gets_back_its_engines_clients_and_late_results(
+    tmp_path: Path,
+) -> None:
+    controller = Controller(tmp_path, "", 0, "--reuse")
+    engine = subprocess.Popen(
+        [*ENGINE, str(controller.engine_file), "--reconnect", "60"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        cwd=ROOT,
+    )
+    try:
+        with Client(controller.client_file, timeout=30) as rc:
+            rc.wait_for_engines(1, timeout=30)
+            rc[0].push({"kept": 42}, block=True)
+            done = rc[0].apply_async(_square, 7)
+            assert done.get(timeout=30) == 49
+            running = rc[0].apply_async(_wait_for_file, str(tmp_path / "go"))
+            ids = [*done.msg_ids, *running.msg_ids]
+            wait_until(lambda: len(rc.db_query({"msg_id": {"$in": ids}}, ["msg_id"])) == 2, 10)
+            controller.kill()  # the engine, started on its own, lives on
+            (tmp_path / "go").touch()  # the running task finishes while no controller runs
+            controller = Controller(tmp_path, "", 0, "--reuse")
+
+            def engine_back() -> bool:
+                try:
+                    return 0 in rc.hub_status()["engines"]
+                except Exception:  # noqa: BLE001 - the client reconnects on its next ask
+                    return False
+
+            wait_until(engine_back, 30)
+            assert rc.ids == [0]
+            assert rc[0].pull("kept", block=True) == 42  # the namespace survived
+            assert running.get(timeout=30) == "finished"  # held, then delivered
+            assert rc.get_result(done.msg_ids[0], block=True) == 49
+            late = {"msg_id": running.msg_ids[0], "completed": {"$ne": None}}
+            wait_until(lambda: rc.db_query(late, ["msg_id"]) != [], 10)
+            (record,) = rc.db_query(late, ["result_content"])
+            assert record["result_content"]["status"] == "ok"
+    finally:
+        engine.kill()
+        engine.wait(timeout=10)
+        controller.kill()
+
+
+def _wait_for_file(path: str) -> str:
+    import os
+    import time
+
+    deadline = time.monotonic() + 60
+    while not os.path.exists(path) and time.monotonic() < deadline:
+        time.sleep(0.01)  # a task that runs until the test lets it finish
+    return "finished"
 
 
 def _refused_start(folder: Path, *arguments: str) -> subprocess.CompletedProcess[str]:

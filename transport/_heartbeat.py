@@ -74,7 +74,8 @@ class Pulse:
 
     Args:
         inbox: the inbox of the actor that owns the sockets.
-        host: the interface to bind (ports are chosen by the system).
+        host: the interface to bind.
+        ports: the ping and pong ports (0: chosen by the system).
         on_pong: called with (heart identity, sequence number) for each pong.
     """
 
@@ -84,14 +85,15 @@ class Pulse:
         host: str,
         on_pong: Callable[[str, int], None],
         context: zmq.Context[Any] | None = None,
+        ports: tuple[int, int] = (0, 0),
     ) -> None:
         context = context or zmq.Context.instance()
         self._pub = context.socket(zmq.PUB)
         self._pub.linger = 0
         self._router = context.socket(zmq.ROUTER)
         self._router.linger = 0
-        self.ping_endpoint = _bind(self._pub, host)
-        self.pong_endpoint = _bind(self._router, host)
+        self.ping_endpoint = _bind(self._pub, host, ports[0])
+        self.pong_endpoint = _bind(self._router, host, ports[1])
         self._on_pong = on_pong
         inbox.add_socket(self._router, self._handle)
         self._inbox = inbox
@@ -115,6 +117,9 @@ class Pulse:
         self._on_pong(bytes(frames[0]).decode(errors="replace"), seq)
 
 
-def _bind(socket: zmq.Socket[Any], host: str) -> str:
-    port = socket.bind_to_random_port(f"tcp://{host}")
+def _bind(socket: zmq.Socket[Any], host: str, port: int = 0) -> str:
+    if port:
+        socket.bind(f"tcp://{host}:{port}")
+    else:
+        port = socket.bind_to_random_port(f"tcp://{host}")
     return f"tcp://{host}:{port}"

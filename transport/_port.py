@@ -162,6 +162,8 @@ class Port:
         origin: this thread's own node (`host:port`) if it listens, sent as `from`.
         on_push: called with each message from a node that is not a reply to an ask.
         on_lost: called with a node whose connection dropped.
+        on_undelivered: called with a node and the items that could not be sent to it
+            because its connection was lost (by default they are dropped).
         driver: how a `ReplyFuture` of this port waits (plain threads drive the port).
     """
 
@@ -177,6 +179,7 @@ class Port:
         origin: str | None = None,
         on_push: Callable[[str, Item], None] | None = None,
         on_lost: Callable[[str], None] | None = None,
+        on_undelivered: Callable[[str, list[Item]], None] | None = None,
         driver: Driver | None = None,
     ) -> None:
         self.session = session
@@ -187,6 +190,7 @@ class Port:
         self._off_socket = off_socket or _ignore
         self._on_push = on_push
         self._on_lost = on_lost
+        self._on_undelivered = on_undelivered
         self._driver = driver
         self._dealers: dict[str, tuple[zmq.Socket[Any], zmq.Socket[Any]]] = {}
         self._outbox: dict[str, list[Item]] = {}
@@ -236,7 +240,7 @@ class Port:
                 boxes = {node: box} if box else {}
         for target, items in boxes.items():
             if items:
-                self._deliver(target, self.session.pack(items, header=self._header))
+                self._deliver(target, self.session.pack(items, header=self._header), items)
 
     @property
     def queued(self) -> bool:
@@ -324,17 +328,29 @@ class Port:
         self._on_socket(monitor, lambda frames: self._on_monitor(node, frames))
         return dealer
 
-    def _deliver(self, node: str, frames: list[Any]) -> None:
+    def _deliver(self, node: str, frames: list[Any], items: list[Item]) -> None:
         """Send `frames` to `node`, waiting while its queue is full, never on a lost node.
 
         A DEALER whose connection dropped has nowhere to queue (it does not reconnect): a
         blocking send would wait forever. So the send waits until the DEALER can take the
-        message or its monitor reports the loss; then the asks waiting on `node` fail.
+        message or its monitor reports the loss (the asks waiting on `node` fail). Then it
+        tries once more on a fresh connection: the node may be back at the same address
+        (a restarted controller). What still cannot go is `on_undelivered`'s, or dropped.
         """
+        for _ in range(2):
+            if self._send_or_lose(node, frames):
+                return
+        if self._on_undelivered is not None:
+            self._on_undelivered(node, items)
+        else:
+            logger.debug("dropped a message for %s: its connection is lost", node)
+
+    def _send_or_lose(self, node: str, frames: list[Any]) -> bool:
+        """Send on `node`'s DEALER; False once its monitor reported the connection lost."""
         dealer = self._dealer(node)
         try:
             send_frames(dealer, frames, NOBLOCK)
-            return
+            return True
         except zmq.Again:
             pass
         monitor = self._dealers[node][1]
@@ -346,11 +362,10 @@ class Port:
             if monitor in ready:
                 self._on_monitor(node, recv_frames(monitor))
                 if node not in self._dealers:
-                    logger.debug("dropped a message for %s: its connection is lost", node)
-                    return
+                    return False
             try:
                 send_frames(dealer, frames, NOBLOCK)
-                return
+                return True
             except zmq.Again:
                 continue
 

@@ -21,12 +21,19 @@ class Publisher:
     """A bound PUB socket sending signed messages."""
 
     def __init__(
-        self, session: Session, host: str, context: zmq.Context[Any] | None = None
+        self,
+        session: Session,
+        host: str,
+        context: zmq.Context[Any] | None = None,
+        port: int = 0,
     ) -> None:
         self._session = session
         self._pub = (context or zmq.Context.instance()).socket(zmq.PUB)
         self._pub.linger = 0
-        port = self._pub.bind_to_random_port(f"tcp://{host}")
+        if port:
+            self._pub.bind(f"tcp://{host}:{port}")
+        else:
+            port = self._pub.bind_to_random_port(f"tcp://{host}")
         self.endpoint = f"tcp://{host}:{port}"
 
     def publish(self, message: Message) -> None:
