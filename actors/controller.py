@@ -10,7 +10,7 @@ import time
 from typing import Any
 
 import pykka
-from actorcluster.actors.dbwriter import DBWriter
+from actorcluster.actors.dbwriter import DBWriter, SchedulerAt
 from actorcluster.actors.heartmonitor import HeartMonitor
 from actorcluster.actors.hub import Hub
 from actorcluster.actors.messages import BULK_THRESHOLD, ShutdownEngine
@@ -100,6 +100,8 @@ class Controller:
                 port=port("scheduler", 0),
             )
             address = actor_of(self.scheduler_ref).address
+        if self.db_ref is not None:  # interrupted tasks with retries left run again
+            self.db_ref.tell(SchedulerAt(address))
         # the relay tells the scheduler of direct tasks too: `after` may name them
         self.relay_ref = MuxRelay.start(
             session, host, self.hub_ref, self.scheduler_ref, db=self.db_ref, port=port("relay", 0)

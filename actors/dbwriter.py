@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from actorcluster.actors.messages import (
@@ -24,6 +24,7 @@ from actorcluster.actors.messages import (
     PurgeRecords,
     Resubmission,
     Resubmit,
+    SubmitTask,
     TaskLog,
     TaskResult,
 )
@@ -46,6 +47,13 @@ logger = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class _Commit:
     """Timer: make the journaled changes durable."""
+
+
+@dataclass(frozen=True)
+class SchedulerAt:
+    """Local, from the controller: the task scheduler's address (to re-run interrupted tasks)."""
+
+    address: str
 
 
 @dataclass(frozen=True)
@@ -92,6 +100,7 @@ class DBWriter(SocketActor):
         self._commit_due = False
         self._interrupted = set(store.pending)  # left pending by a controller before this one
         self._interrupted_grace = interrupted_grace
+        self._scheduler = ""
 
     def on_start(self) -> None:
         if self._interrupted:
@@ -105,6 +114,10 @@ class DBWriter(SocketActor):
         interrupted = sorted(self._interrupted & self.store.pending)
         self._interrupted = set()
         now = time.time()
+        rerun = [m for m in interrupted if self._rerun(m)]
+        if rerun:
+            logger.warning("%d tasks pending at the last stop run again (retries left)", len(rerun))
+        interrupted = [m for m in interrupted if m not in rerun]
         for msg_id in interrupted:
             error = TaskAborted(
                 f"task {msg_id} was pending when its controller stopped, and its engine did "
@@ -122,6 +135,25 @@ class DBWriter(SocketActor):
             logger.warning("%d tasks pending at the last stop were marked failed", len(interrupted))
             self._commit()
 
+    def _rerun(self, msg_id: str) -> bool:
+        """Submit an interrupted load-balanced task again, if it has retries left; it keeps
+        its msg_id, so its client gets the result it waits for."""
+        record = self.store.get(msg_id)
+        retries = (record.get("metadata") or {}).get("retries") or 0
+        client = record.get("client_uuid")
+        if not self._scheduler or record.get("queue") != "task" or retries <= 0:
+            return False
+        if not isinstance(client, str):
+            return False
+        try:
+            task = request_of(record, msg_id, client)
+        except (ValueError, KeyError, IndexError):
+            return False
+        if not isinstance(task, SubmitTask):
+            return False
+        self.send(self._scheduler, replace(task, retries=retries - 1))
+        return True
+
     def on_receive(self, message: Any) -> Any:
         match message:
             case TaskLog():
@@ -133,6 +165,8 @@ class DBWriter(SocketActor):
                 self._commit()
             case _FailInterrupted():
                 self._fail_interrupted()
+            case SchedulerAt(address=address):
+                self._scheduler = address
             case DbQuery(query=query, keys=keys):
                 self._commit()
                 return self.store.find(query, None if keys is None else list(keys))

@@ -162,6 +162,28 @@ def test_a_restarted_controller_gets_back_its_engines_clients_and_late_results(
         controller.kill()
 
 
+def test_a_balanced_task_lost_with_its_controller_runs_again_if_it_has_retries(
+    tmp_path: Path,
+) -> None:
+    controller = Controller(tmp_path, "", 0, "--reuse")  # no engine: tasks wait unassigned
+    try:
+        with Client(controller.client_file, timeout=30) as rc:
+            view = rc.load_balanced_view()
+            view.retries = 1
+            again = view.apply_async(_square, 6)
+            view.retries = 0
+            once = view.apply_async(_square, 5)
+            ids = [*again.msg_ids, *once.msg_ids]
+            wait_until(lambda: len(rc.db_query({"msg_id": {"$in": ids}}, ["msg_id"])) == 2, 10)
+            controller.kill()
+            controller = Controller(tmp_path, "", 1, "--reuse")
+            assert again.get(timeout=30) == 36
+            with pytest.raises(TaskAborted, match="resubmit it"):
+                once.get(timeout=30)
+    finally:
+        controller.kill()
+
+
 def _wait_for_file(path: str) -> str:
     import os
     import time
