@@ -217,7 +217,10 @@ def _project(record: Mapping[str, Any], keys: Sequence[str] | None) -> dict[str,
 def _nbytes(buffers: Any) -> int:
     if not buffers:
         return 0
-    return sum(len(b) if type(b) is bytes else memoryview(b).nbytes for b in buffers)
+    try:
+        return sum(map(len, buffers))  # bytes and received frames: len is their size
+    except TypeError:  # a local PickleBuffer has no len
+        return sum(memoryview(b).nbytes for b in buffers)
 
 
 def _size(record: Mapping[str, Any]) -> int:
