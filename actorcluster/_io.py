@@ -26,8 +26,10 @@ from actorcluster.actors.messages import (
     TaskResult,
     transfer_timeout,
 )
+from actorcluster.error import NodeUnreachable
 from actorcluster.transport import (
     Address,
+    Item,
     Message,
     Payload,
     ReplyFuture,
@@ -196,6 +198,22 @@ class ClientIO(SocketActor):
         node, name = Address.parse(address)
         if self.port.post(node, name, request) >= self.port.batch_limit:
             self.port.flush(node)
+
+    def on_undelivered(self, node: str, items: list[Item]) -> None:
+        """Requests that could not leave fail at once, rather than wait for ever."""
+        for item in items:
+            message = item.message
+            request = message.request if isinstance(message, SubmitTask) else message
+            if isinstance(request, Request):
+                error = NodeUnreachable(
+                    f"task {request.msg_id} was not sent: the controller at {node} is "
+                    "unreachable (stopped, or restarting?)"
+                )
+                self._on_result(
+                    TaskResult(
+                        msg_id=request.msg_id, engine=request.engine, status="error", error=error
+                    )
+                )
 
     def _connect(self, connect: Connect) -> ReplyFuture:
         # Subscribe before the snapshot: no registration can fall between the two.

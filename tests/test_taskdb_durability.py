@@ -12,7 +12,7 @@ import psutil
 import pytest
 
 from actorcluster import Client
-from actorcluster.error import TaskAborted
+from actorcluster.error import NodeUnreachable, TaskAborted
 from tests.conftest import ROOT, wait_until
 
 pytestmark = pytest.mark.slow
@@ -180,6 +180,22 @@ def test_a_balanced_task_lost_with_its_controller_runs_again_if_it_has_retries(
             assert again.get(timeout=30) == 36
             with pytest.raises(TaskAborted, match="resubmit it"):
                 once.get(timeout=30)
+    finally:
+        controller.kill()
+
+
+def test_a_request_sent_while_the_controller_is_gone_fails_at_once(tmp_path: Path) -> None:
+    controller = Controller(tmp_path)
+    try:
+        with Client(controller.client_file, timeout=30) as rc:
+            rc.wait_for_engines(1, timeout=30)
+            assert rc[0].apply_sync(_square, 3) == 9
+            controller.kill()
+            ar = rc[0].apply_async(_square, 4)
+            with pytest.raises(
+                NodeUnreachable, match=r"was not sent: the controller at .* is unreachable"
+            ):
+                ar.get(timeout=30)
     finally:
         controller.kill()
 

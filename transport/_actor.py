@@ -147,6 +147,7 @@ class SocketActor(GuardedActor):
             origin=self.node,
             on_push=self._on_pushed,
             on_lost=lambda node: self._node_dead(node, "its connection dropped"),
+            on_undelivered=self.on_undelivered,
         )
         self._routes: dict[str, list[bytes]] = {}
         self._watchers: dict[str, set[str]] = {}
@@ -174,6 +175,12 @@ class SocketActor(GuardedActor):
             self._post_routed(tuple(self._routes[node]), Item(name, None, message))
         elif self.port.post(node, name, message) >= self.port.batch_limit:
             self.port.flush(node)
+
+    def on_undelivered(self, node: str, items: list[Item]) -> None:
+        """Messages that could not be sent: `node`'s connection is lost (override to act)."""
+        logger.debug(
+            "%s: dropped %d messages for %s: its connection is lost", self.name, len(items), node
+        )
 
     def call_later(self, delay: float, message: Any) -> None:
         """Deliver `message` to this actor after `delay` seconds."""

@@ -31,12 +31,13 @@ __all__ = ["Port", "ReplyFuture"]
 
 logger = logging.getLogger(__name__)
 
-# With reconnection off, a DEALER reports at most one of these: a monitor that nobody reads
-# for a while cannot fill up. (libzmq sends monitor events blocking, from its I/O thread:
-# a full monitor pipe would stall every socket of the process.)
-_LOST_EVENTS = zmq.EVENT_DISCONNECTED | zmq.EVENT_CLOSED
+# With reconnection off, a DEALER reports at most two of these (connected, then lost): a
+# monitor that nobody reads for a while cannot fill up. (libzmq sends monitor events
+# blocking, from its I/O thread: a full monitor pipe would stall every socket of the process.)
+_EVENTS = zmq.EVENT_CONNECTED | zmq.EVENT_DISCONNECTED | zmq.EVENT_CLOSED
 _monitors = itertools.count()
 _SEND_WAIT_MS = 1000  # how long a send to a full queue waits between looks at the monitor
+_CONNECT_TIMEOUT_MS = 5000  # a node that takes longer to accept a connection is unreachable
 Driver = Callable[["ReplyFuture", float | None], None]
 
 
@@ -193,6 +194,8 @@ class Port:
         self._on_undelivered = on_undelivered
         self._driver = driver
         self._dealers: dict[str, tuple[zmq.Socket[Any], zmq.Socket[Any]]] = {}
+        # what was sent to a node before its connection was made: lost if it never is
+        self._unconfirmed: dict[str, list[Item]] = {}
         self._outbox: dict[str, list[Item]] = {}
         self._outbox_lock = threading.Lock()
         self._pending: dict[str, _Pending] = {}
@@ -282,6 +285,7 @@ class Port:
 
     def lost(self, node: str, why: str) -> None:
         """Forget the connection to `node` and fail the asks waiting on it."""
+        self._unconfirmed.pop(node, None)
         sockets = self._dealers.pop(node, None)
         if sockets is not None:
             for socket in sockets:
@@ -316,14 +320,16 @@ class Port:
         dealer: zmq.Socket[Any] = self._context.socket(zmq.DEALER)
         dealer.linger = 1000
         dealer.reconnect_ivl = -1  # a lost connection is replaced by a new DEALER
+        dealer.connect_timeout = _CONNECT_TIMEOUT_MS
         # a unique endpoint: pyzmq's default names it after the socket's fd, which a new
         # socket may reuse before the old monitor's endpoint is gone
         endpoint = f"inproc://monitor-{next(_monitors)}-{id(self):x}"
-        dealer.monitor(endpoint, _LOST_EVENTS)
+        dealer.monitor(endpoint, _EVENTS)
         monitor: zmq.Socket[Any] = self._context.socket(zmq.PAIR)
         monitor.connect(endpoint)
         dealer.connect(f"tcp://{node}")
         self._dealers[node] = (dealer, monitor)
+        self._unconfirmed[node] = []
         self._on_socket(dealer, lambda frames: self._on_dealer(node, frames))
         self._on_socket(monitor, lambda frames: self._on_monitor(node, frames))
         return dealer
@@ -339,11 +345,17 @@ class Port:
         """
         for _ in range(2):
             if self._send_or_lose(node, frames):
+                unconfirmed = self._unconfirmed.get(node)
+                if unconfirmed is not None:
+                    unconfirmed.extend(items)
                 return
+        self._undelivered(node, items)
+
+    def _undelivered(self, node: str, items: list[Item]) -> None:
         if self._on_undelivered is not None:
             self._on_undelivered(node, items)
         else:
-            logger.debug("dropped a message for %s: its connection is lost", node)
+            logger.debug("dropped %d messages for %s: its connection is lost", len(items), node)
 
     def _send_or_lose(self, node: str, frames: list[Any]) -> bool:
         """Send on `node`'s DEALER; False once its monitor reported the connection lost."""
@@ -385,7 +397,12 @@ class Port:
 
     def _on_monitor(self, node: str, frames: list[Any]) -> None:
         event = parse_monitor_message([bytes(f) for f in frames])["event"]
-        if event == zmq.EVENT_DISCONNECTED:
+        if event == zmq.EVENT_CONNECTED:
+            self._unconfirmed.pop(node, None)
+        elif event == zmq.EVENT_DISCONNECTED:
             self.lost(node, "its connection dropped (process gone?)")
-        elif event == zmq.EVENT_CLOSED:  # the connecting socket gave up
+        elif event == zmq.EVENT_CLOSED:  # the connecting socket gave up: nothing was sent
+            never_sent = self._unconfirmed.pop(node, [])
             self.lost(node, "nothing listens at its address")
+            if never_sent:
+                self._undelivered(node, never_sent)
