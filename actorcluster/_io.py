@@ -7,7 +7,6 @@ calling `spin()`; requests queued by the user's thread leave in batches when it 
 from __future__ import annotations
 
 import logging
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
@@ -15,7 +14,6 @@ from typing import Any
 from actorcluster.actors.messages import (
     AbortTasks,
     Apply,
-    Bulk,
     ClientConfig,
     ConnectClient,
     EngineRegistered,
@@ -24,7 +22,6 @@ from actorcluster.actors.messages import (
     Request,
     SubmitTask,
     TaskResult,
-    transfer_timeout,
 )
 from actorcluster.error import NodeUnreachable
 from actorcluster.transport import (
@@ -85,35 +82,25 @@ class _Resync:
     """Timer: ask the restarted Hub for its engine table again."""
 
 
-@dataclass
-class _Held:
-    """A request waiting for the bulk transfers before it (or its own) to finish."""
-
-    address: str
-    request: Outgoing
-    stub: Outgoing | None = None  # what goes to the relay once `transfer` succeeded
-    transfer: ReplyFuture | None = None
-
-
 class ClientIO(SocketActor):
     """A client's connection to its cluster.
 
     Accepts: `Connect`, `Send`, `Ask` (local), `TaskResult` (from relays, the DB writer,
     engines), notifications.
-    Emits: `ConnectClient` to the Hub, requests to the relay, `Bulk` to engines. Owns: a
-    listening ROUTER (engines send large results straight here), DEALERs to the
-    controller's actors and engines, and a SUB for the Hub's notifications.
+    Emits: `ConnectClient` to the Hub, requests to engines and copies to the relay.
+    Owns: a listening ROUTER (engines answer here), DEALERs to the controller's actors and
+    engines, and a SUB for the Hub's notifications.
 
-    A request whose payload reaches `bulk_threshold` bytes sends the payload straight to
-    its engine (`Bulk`), then the request without it through the relay; requests sent
-    after it wait until the engine has the data, so each engine sees them in order.
+    A request for an engine it can reach goes straight there (`direct`), and a copy to the
+    relay, which records it (without a payload of `bulk_threshold` bytes or more) and
+    fails it if the engine dies; otherwise the request goes through the relay.
 
     Args:
         session: the cluster's session.
         hub: the Hub's address (the client listens where the cluster can reach it).
         engines: the client's engine table (id -> uuid), kept current here.
         on_result: called with each `TaskResult`, in this actor's thread.
-        bulk_threshold: payload bytes from which data goes straight to engines (0: never).
+        bulk_threshold: payload bytes from which the relay's copy has no payload (0: never).
     """
 
     def __init__(
@@ -130,7 +117,6 @@ class ClientIO(SocketActor):
         self.nodes: dict[int, str] = {}
         self._on_result = on_result
         self._bulk_threshold = bulk_threshold
-        self._held: deque[_Held] = deque()
         self._subscriber: Subscriber | None = None
         self._snapshot_seq: int | None = None
         self._epoch: float | None = None
@@ -154,45 +140,23 @@ class ClientIO(SocketActor):
         return None
 
     def _send(self, address: str, request: Outgoing) -> None:
-        held = self._bulk(address, request)
-        if held is None and not self._held:
-            self._post(address, request)
-            return
-        self._held.append(held or _Held(address, request))
-        if held is not None and held.transfer is not None:
-            held.transfer.add_done_callback(lambda _: self._release())
+        if isinstance(request, Request):
+            node = self.nodes.get(request.engine, "")
+            if Address.dialable(node):
+                direct = replace(request, direct=True)
+                if self.port.post(node, "engine", direct) >= self.port.batch_limit:
+                    self.port.flush(node)
+                self._post(address, self._copy(direct))
+                return
+        self._post(address, request)
 
-    def _bulk(self, address: str, request: Outgoing) -> _Held | None:
-        """Start sending the payload of a large request straight to its engine."""
-        if self._bulk_threshold <= 0 or not isinstance(request, Apply | Push):
-            return None
-        size = request.payload.nbytes
-        node = self.nodes.get(request.engine, "")
-        if size < self._bulk_threshold or not Address.dialable(node):
-            return None
-        bulk = Bulk(msg_id=request.msg_id, payload=request.payload)
-        transfer = self.port.ask(node, "engine", bulk, timeout=transfer_timeout(size))
-        stub = replace(request, payload=Payload(b""), bulk=size)
-        return _Held(address, request, stub, transfer)
-
-    def _release(self) -> None:
-        """Send the held requests, in order, up to the first transfer still under way."""
-        while self._held and (self._held[0].transfer is None or self._held[0].transfer.done()):
-            held = self._held.popleft()
-            request = held.request
-            if held.transfer is not None:
-                try:
-                    held.transfer.get(timeout=0)
-                    assert held.stub is not None
-                    request = held.stub
-                except Exception as e:  # noqa: BLE001 - the data goes the long way round
-                    logger.warning(
-                        "the data of %s could not go straight to its engine (%s); sending it "
-                        "through the controller",
-                        held.request.msg_id if isinstance(held.request, Apply | Push) else "?",
-                        e,
-                    )
-            self._post(held.address, request)
+    def _copy(self, request: Request) -> Request:
+        """The relay's copy of a direct request: without a large payload."""
+        if self._bulk_threshold > 0 and isinstance(request, Apply | Push):
+            size = request.payload.nbytes
+            if size >= self._bulk_threshold:
+                return replace(request, payload=Payload(b""), bulk=size)
+        return request
 
     def _post(self, address: str, request: Outgoing) -> None:
         node, name = Address.parse(address)

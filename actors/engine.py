@@ -24,7 +24,6 @@ from actorcluster.actors.kernel import Kernel
 from actorcluster.actors.messages import (
     Abort,
     Apply,
-    Bulk,
     Clear,
     EngineConfig,
     Execute,
@@ -33,6 +32,7 @@ from actorcluster.actors.messages import (
     Push,
     Queued,
     RegisterEngine,
+    Request,
     ShutdownEngine,
     TaskResult,
     transfer_timeout,
@@ -49,13 +49,12 @@ from actorcluster.transport import (
     listen_toward,
 )
 
-from actorcluster.error import ActorClusterError, TaskAborted
+from actorcluster.error import TaskAborted
 
 __all__ = ["Engine", "Executor"]
 
 logger = logging.getLogger(__name__)
 
-_PARKED_FOR = 600.0  # seconds bulk data waits for its request before it is dropped
 _RETRY_EVERY = 0.5  # seconds between attempts to register with a restarted controller
 
 
@@ -138,15 +137,24 @@ class Executor:
             found = self._addresses[address] = Address.parse(address)
         return found
 
-    def _is_bulk(self, result: TaskResult, request: Queued) -> bool:
-        """Whether `result` is large enough to go straight to a client that listens."""
+    def _sends(self, result: TaskResult, request: Queued) -> list[tuple[Address, TaskResult]]:
+        """Where `result` goes: a direct request's to its client, and a copy (without a
+        large value) to the relay; a large one straight to its client (`on_bulk`), with a
+        copy to where it came from; any other to where it came from."""
         value = result.value
-        return (
-            self._bulk_threshold > 0
-            and value is not None
-            and Address.dialable(request.client)
-            and value.nbytes >= self._bulk_threshold
+        big = (
+            self._bulk_threshold > 0 and value is not None and value.nbytes >= self._bulk_threshold
         )
+        if request.direct:
+            copy = replace(result, value=None, bulk=value.nbytes) if big and value else result
+            return [
+                (self._reply_to(f"actor://{request.client}/client"), result),
+                (self._relay, copy),
+            ]
+        if big and self._on_bulk is not None and Address.dialable(request.client):
+            self._on_bulk(result, request)
+            return []
+        return [(self._reply_to(request.reply), result)]
 
     def _undelivered(self, node: str, items: list[Item]) -> None:
         """Results sent as the controller went away: hold them until it is back."""
@@ -184,14 +192,10 @@ class Executor:
                 self.running = request.msg_id
                 result = self.kernel.run(request)
                 self.running = None
-                if self._is_bulk(result, request):
-                    assert self._on_bulk is not None
-                    self._on_bulk(result, request)
-                elif not self.online.is_set():
-                    self._held.append((self._reply_to(request.reply), result))
-                else:
-                    to = self._reply_to(request.reply)
-                    if port.post(to.node, to.name, result) >= port.batch_limit:
+                for to, message in self._sends(result, request):
+                    if to.name != "client" and not self.online.is_set():
+                        self._held.append((to, message))  # for the controller, once back
+                    elif port.post(to.node, to.name, message) >= port.batch_limit:
                         port.flush()
                 if not more:
                     port.flush()
@@ -247,7 +251,6 @@ class Engine(SocketActor):
                 _SendBulk(result, request.client, request.reply)
             ),
         )
-        self._parked: dict[str, tuple[Any, float]] = {}
         self.heart = Heart(info["ping"], info["pong"], self.uuid)
         self._executor_thread = executor_thread
         self._watch_hub = watch_hub
@@ -317,13 +320,8 @@ class Engine(SocketActor):
 
     def on_receive(self, message: Any) -> Any:
         match message:
-            case Apply(bulk=bulk) | Push(bulk=bulk) if bulk:
-                self._join_bulk(message)
             case Apply() | Execute() | Push() | Pull():
                 self.executor.submit(message)
-            case Bulk(msg_id=msg_id, payload=payload):
-                self._park(msg_id, payload)
-                return True
             case _SendBulk():
                 self._send_bulk(message)
             case Clear():
@@ -331,12 +329,11 @@ class Engine(SocketActor):
             case Abort(msg_ids=msg_ids):
                 for request in self.executor.take(msg_ids):
                     self._answer(
-                        request.msg_id,
+                        request,
                         "aborted",
                         TaskAborted(f"task {request.msg_id} was aborted before it ran"),
-                        request.reply,
                     )
-                self._answer(message.msg_id, "ok", reply=message.reply)
+                self._answer(message, "ok")
             case Terminated(address=address, reason=reason):
                 self._controller_lost(address, reason)
             case _Reconnect():
@@ -344,11 +341,11 @@ class Engine(SocketActor):
             case ShutdownEngine():
                 for request in self.executor.take(()):
                     self._answer(
-                        request.msg_id,
+                        request,
                         "aborted",
                         TaskAborted(f"task {request.msg_id}: engine {self.id} shut down"),
                     )
-                self._answer(message.msg_id, "ok")
+                self._answer(message, "ok")
                 self.stop()
         return None
 
@@ -369,28 +366,6 @@ class Engine(SocketActor):
         self.executor.online.clear()
         self._reconnect_until = time.monotonic() + self._reconnect_for
         self._greet()
-
-    def _park(self, msg_id: str, payload: Any) -> None:
-        """Keep the data of a request that is still on its way through the relay."""
-        now = time.monotonic()
-        for old, (_, since) in list(self._parked.items()):
-            if now - since > _PARKED_FOR:
-                del self._parked[old]
-                logger.warning(
-                    "engine %d: dropped the data of %s: its request never came", self.id, old
-                )
-        self._parked[msg_id] = (payload, now)
-
-    def _join_bulk(self, request: Apply | Push) -> None:
-        parked = self._parked.pop(request.msg_id, None)
-        if parked is None:
-            error = ActorClusterError(
-                f"task {request.msg_id}: its data ({request.bulk} bytes) never reached "
-                f"engine {self.id}"
-            )
-            self._answer(request.msg_id, "error", error, request.reply)
-            return
-        self.executor.submit(replace(request, payload=parked[0]))
 
     def _send_bulk(self, bulk: _SendBulk) -> None:
         """Send a large result straight to its client; the relay (or scheduler) then gets
@@ -420,18 +395,21 @@ class Engine(SocketActor):
             delivered
         )
 
-    def _answer(
-        self, msg_id: str, status: str, error: BaseException | None = None, reply: str = ""
-    ) -> None:
+    def _answer(self, request: Request, status: str, error: BaseException | None = None) -> None:
+        """Answer a request that does not run (control, aborted): like a result would."""
         now = time.time()
         result = TaskResult(
-            msg_id=msg_id,
+            msg_id=request.msg_id,
             engine=self.id,
             status=status,
+            client=request.client,
+            direct=request.direct,
             error=error,
             metadata={"started": now, "completed": now, "engine_uuid": self.uuid},
         )
-        self.send(reply or self.info["relay"], result)
+        if request.direct:
+            self.send(f"actor://{request.client}/client", result)
+        self.send(request.reply or self.info["relay"], result)
 
     def _after_stop(self) -> None:
         try:

@@ -164,8 +164,11 @@ class Hub(SocketActor):
         return None
 
     def _register(self, request: RegisterEngine) -> EngineConfig:
+        known = self.by_uuid.get(request.uuid)
+        if known is not None:  # it thought us gone (a pause), and we never noticed
+            return EngineConfig(id=known.id, heartbeat_period=self.engine_heartbeat)
         engine_id = request.id  # an engine back from before a restart keeps its id
-        if engine_id < 0 or engine_id in self.engines or request.uuid in self.by_uuid:
+        if engine_id < 0 or engine_id in self.engines:
             engine_id = self._next_id
         self._next_id = max(self._next_id, engine_id + 1)
         record = EngineRecord(

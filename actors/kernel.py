@@ -105,6 +105,7 @@ class Kernel:
         return TaskResult(
             msg_id=request.msg_id,
             client=request.client,
+            direct=request.direct,
             engine=self.engine_info.get("engine_id", -1),
             status=status,
             value=value,

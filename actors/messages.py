@@ -57,7 +57,7 @@ class ClientConfig(Message):
     task: str
     db: str  # the DB writer ("" when the cluster keeps no task database)
     engines: dict[int, str]
-    nodes: dict[int, str]  # where each engine listens (for `Bulk` data)
+    nodes: dict[int, str]  # where each engine listens (clients send it requests there)
     started: float
     seq: int
 
@@ -95,7 +95,10 @@ class _Request(Message):
     client: str
     engine: int = -1
     reply: str = ""  # where the engine sends the result (the relay when empty)
-    bulk: int = 0  # bytes of payload sent straight to the engine (`Bulk`), not in here
+    # sent by the client straight to the engine, and a copy to the relay, which records
+    # it but does not forward it; the engine answers the client and copies the relay
+    direct: bool = False
+    bulk: int = 0  # bytes of payload not in this (the relay's) copy: they went to the engine
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -183,18 +186,6 @@ def transfer_timeout(nbytes: int) -> float:
 
 
 @dataclass(frozen=True, kw_only=True)
-class Bulk(Message):
-    """The payload of a large request, from its client straight to its engine (an ask).
-
-    The request itself follows through the relay, with `bulk` set and no payload: the
-    engine joins the two, so the data crosses the network once and requests stay in order.
-    """
-
-    msg_id: str
-    payload: Payload
-
-
-@dataclass(frozen=True, kw_only=True)
 class TaskResult(Message):
     """The outcome of a request: a value (serialized) or an error, and its metadata."""
 
@@ -205,6 +196,7 @@ class TaskResult(Message):
     value: Payload | None = None
     error: BaseException | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
+    direct: bool = False  # of a direct request: the client has it, the relay records it
     bulk: int = 0  # bytes of value that went straight to the client; this copy has none
 
 

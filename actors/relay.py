@@ -1,8 +1,10 @@
 """The direct (mux) relay: requests from clients to the engine they name, results back.
 
-The hot path of the direct interface. It routes on the request's engine id and the
-result's msg_id only, never deserializes a payload, and tells the Hub what passed in one
-message per burst instead of one per task.
+It routes on the request's engine id and the result's msg_id only, never deserializes a
+payload, and tells the Hub what passed in one message per burst instead of one per task.
+A client that can reach the engine sends a request straight to it (`direct`) and the relay
+a copy, which the relay records and watches but does not forward; the engine answers the
+client and copies the relay.
 """
 
 from __future__ import annotations
@@ -35,6 +37,8 @@ __all__ = ["MuxRelay"]
 
 logger = logging.getLogger(__name__)
 
+_EARLY_LIMIT = 10_000  # direct results kept waiting for the copy of their request
+
 
 class MuxRelay(SocketActor):
     """Relays requests to engines by id and results to the clients that sent them.
@@ -60,6 +64,7 @@ class MuxRelay(SocketActor):
         self.hub = hub
         self.engines: dict[int, str] = {}
         self.pending: dict[str, tuple[str, int]] = {}
+        self.early: dict[str, TaskResult] = {}  # direct results whose request copy is late
         self.report = HubReport(hub, balanced=False, also=scheduler, db=db)
 
     def on_receive(self, message: Any) -> Any:
@@ -90,19 +95,36 @@ class MuxRelay(SocketActor):
             self._to_client(request.client, _failed(request.msg_id, request.engine, error))
             return
         self.pending[request.msg_id] = (request.client, request.engine)
-        self.send(f"actor://{node}/engine", request)
+        if not request.direct:
+            self.send(f"actor://{node}/engine", request)
         report.submitted.append((request.msg_id, request.engine, request.client))
+        early = self.early.pop(request.msg_id, None)
+        if early is not None:  # its result came first (and is recorded)
+            del self.pending[request.msg_id]
+            report.finished.append((early.msg_id, early.engine, early.status))
 
     def _result(self, result: TaskResult) -> None:
         pending = self.pending.pop(result.msg_id, None)
         if pending is None:
-            if result.client:  # from before a restart of the controller: still delivered
+            if result.direct:  # its request's copy is on its way (or was before a restart)
+                self._early_result(result)
+            elif result.client:  # from before a restart of the controller: still delivered
                 self._to_client(result.client, result)
             else:
                 logger.debug("result of unknown or already failed task %s", result.msg_id)
             return
-        self._to_client(pending[0], result)
+        if result.direct:  # the client has it already
+            self.report.record_result(result)
+        else:
+            self._to_client(pending[0], result)
         self.report.finished.append((result.msg_id, result.engine, result.status))
+
+    def _early_result(self, result: TaskResult) -> None:
+        self.report.record_result(result)
+        if len(self.early) >= _EARLY_LIMIT:  # copies of requests lost with a restart
+            for msg_id in list(self.early)[: _EARLY_LIMIT // 2]:
+                del self.early[msg_id]
+        self.early[result.msg_id] = result
 
     def _engine_died(self, engine: int, reason: str) -> None:
         self.engines.pop(engine, None)

@@ -348,6 +348,7 @@ class Port:
                 unconfirmed = self._unconfirmed.get(node)
                 if unconfirmed is not None:
                     unconfirmed.extend(items)
+                    self._read_monitor(node)  # its owner may not: stop tracking once connected
                 return
         self._undelivered(node, items)
 
@@ -356,6 +357,13 @@ class Port:
             self._on_undelivered(node, items)
         else:
             logger.debug("dropped %d messages for %s: its connection is lost", len(items), node)
+
+    def _read_monitor(self, node: str) -> None:
+        """Handle the events `node`'s monitor holds now."""
+        sockets = self._dealers.get(node)
+        while sockets is not None and sockets[1].poll(0):
+            self._on_monitor(node, recv_frames(sockets[1]))
+            sockets = self._dealers.get(node)
 
     def _send_or_lose(self, node: str, frames: list[Any]) -> bool:
         """Send on `node`'s DEALER; False once its monitor reported the connection lost."""

@@ -322,3 +322,18 @@ def test_closing_a_port_while_it_connects_cannot_stall_the_process(key: bytes) -
     assert _process_io_works()
     filler.close()
     listener.close()
+
+
+def test_a_port_whose_owner_never_reads_stops_holding_what_it_sent_once_connected(
+    peer: Peer, key: bytes
+) -> None:
+    # Messages sent before a connection is made are kept, to report them if it never is;
+    # a port whose monitor nobody read kept every message it ever sent (an engine's results).
+    port = Port(Session(key))
+
+    def sent_and_released() -> bool:
+        port.send(peer.node, "echo", Record(text="x" * 1000))
+        return peer.node not in port._unconfirmed
+
+    wait_until(sent_and_released, 5)
+    port.close()

@@ -1,7 +1,10 @@
-"""Large arguments and results go straight between client and engine, in order, recorded."""
+"""Requests and results go straight between client and engine, in order; the controller
+records them (large data by its size only) and is not in their way."""
 
 from __future__ import annotations
 
+import os
+import signal
 from collections.abc import Iterator
 
 import numpy as np
@@ -41,6 +44,20 @@ def _record(rc: Client, msg_id: str) -> dict:
     wait_until(lambda: rc.db_query(query, ["msg_id"]) != [], 10)
     (record,) = rc.db_query(query, ["metadata", "buffers", "result_metadata"])
     return record
+
+
+def test_direct_requests_and_results_do_not_wait_for_the_controller(
+    cluster: Cluster, client: Client
+) -> None:
+    assert cluster.controller_process is not None
+    pid = cluster.controller_process.pid
+    os.kill(pid, signal.SIGSTOP)  # briefly: well within the engines' heartbeat allowance
+    try:
+        ar = client[0].apply_async(lambda x: x * 3, 14)
+        assert ar.get(timeout=1) == 42
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    _record(client, ar.msg_ids[0])  # recorded once the controller runs again
 
 
 def test_a_large_push_and_pull_cross_intact_and_the_database_records_their_size(
