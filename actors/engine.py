@@ -35,7 +35,7 @@ from actorcluster.actors.messages import (
     Request,
     ShutdownEngine,
     TaskResult,
-    transfer_timeout,
+    answers_client,
 )
 from actorcluster.transport import (
     Address,
@@ -56,15 +56,6 @@ __all__ = ["Engine", "Executor"]
 logger = logging.getLogger(__name__)
 
 _RETRY_EVERY = 0.5  # seconds between attempts to register with a restarted controller
-
-
-@dataclass(frozen=True)
-class _SendBulk:
-    """From the executor: send `result` straight to the client `client`, then its stub."""
-
-    result: TaskResult
-    client: str
-    reply: str
 
 
 @dataclass(frozen=True)
@@ -90,11 +81,9 @@ class Executor:
         relay: str,
         kernel: Kernel,
         bulk_threshold: int = 0,
-        on_bulk: Callable[[TaskResult, Queued], None] | None = None,
     ) -> None:
         self.kernel = kernel
         self._bulk_threshold = bulk_threshold
-        self._on_bulk = on_bulk
         self._relay = Address.parse(relay)
         self._queue: deque[Queued | _Resume | None] = deque()
         self.online = threading.Event()
@@ -138,26 +127,22 @@ class Executor:
         return found
 
     def _sends(self, result: TaskResult, request: Queued) -> list[tuple[Address, TaskResult]]:
-        """Where `result` goes: a direct request's to its client, and a copy (without a
-        large value) to the relay; a large one straight to its client (`on_bulk`), with a
-        copy to where it came from; any other to where it came from."""
-        value = result.value
-        big = (
-            self._bulk_threshold > 0 and value is not None and value.nbytes >= self._bulk_threshold
-        )
-        if request.direct:
-            copy = replace(result, value=None, bulk=value.nbytes) if big and value else result
+        """Where `result` goes: to its client if the engine answers it (`answers_client`),
+        with a copy (without a large value) to the relay or scheduler; else only there."""
+        if result.direct:
+            value, copy = result.value, result
+            if value is not None and 0 < self._bulk_threshold <= value.nbytes:
+                copy = replace(result, value=None, bulk=value.nbytes)
             return [
                 (self._reply_to(f"actor://{request.client}/client"), result),
-                (self._relay, copy),
+                (self._reply_to(request.reply), copy),
             ]
-        if big and self._on_bulk is not None and Address.dialable(request.client):
-            self._on_bulk(result, request)
-            return []
         return [(self._reply_to(request.reply), result)]
 
     def _undelivered(self, node: str, items: list[Item]) -> None:
-        """Results sent as the controller went away: hold them until it is back."""
+        """Results sent as the controller went away: hold them until it is back. (One
+        for a client that is gone is dropped: the relay or scheduler has its copy.)"""
+        items = [item for item in items if item.to != "client"]
         self._held.extend((Address(node, item.to), item.message) for item in items)  # type: ignore[misc]
 
     def resume(self) -> None:
@@ -247,9 +232,6 @@ class Engine(SocketActor):
             info["relay"],
             self.kernel,
             bulk_threshold=int(info.get("bulk_threshold", 0)),
-            on_bulk=lambda result, request: self.actor_ref.tell(
-                _SendBulk(result, request.client, request.reply)
-            ),
         )
         self.heart = Heart(info["ping"], info["pong"], self.uuid)
         self._executor_thread = executor_thread
@@ -322,8 +304,6 @@ class Engine(SocketActor):
         match message:
             case Apply() | Execute() | Push() | Pull():
                 self.executor.submit(message)
-            case _SendBulk():
-                self._send_bulk(message)
             case Clear():
                 self.executor.submit(message, first=True)
             case Abort(msg_ids=msg_ids):
@@ -367,34 +347,6 @@ class Engine(SocketActor):
         self._reconnect_until = time.monotonic() + self._reconnect_for
         self._greet()
 
-    def _send_bulk(self, bulk: _SendBulk) -> None:
-        """Send a large result straight to its client; the relay (or scheduler) then gets
-        a copy without the value. If the client cannot be reached, the relay gets it all."""
-        result, to = bulk.result, bulk.reply or self.info["relay"]
-        assert result.value is not None
-        size = result.value.nbytes
-        node = bulk.client
-
-        def delivered(reply: ReplyFuture) -> None:
-            try:
-                reply.get(timeout=0)
-            except Exception as e:  # noqa: BLE001 - any failure: the long way round
-                logger.warning(
-                    "engine %d: result %s could not go straight to %s (%s); sending it "
-                    "through the controller",
-                    self.id,
-                    result.msg_id,
-                    node,
-                    e,
-                )
-                self.send(to, result)
-            else:
-                self.send(to, replace(result, value=None, bulk=size))
-
-        self.port.ask(node, "client", result, timeout=transfer_timeout(size)).add_done_callback(
-            delivered
-        )
-
     def _answer(self, request: Request, status: str, error: BaseException | None = None) -> None:
         """Answer a request that does not run (control, aborted): like a result would."""
         now = time.time()
@@ -403,11 +355,11 @@ class Engine(SocketActor):
             engine=self.id,
             status=status,
             client=request.client,
-            direct=request.direct,
+            direct=answers_client(request, status),
             error=error,
             metadata={"started": now, "completed": now, "engine_uuid": self.uuid},
         )
-        if request.direct:
+        if result.direct:
             self.send(f"actor://{request.client}/client", result)
         self.send(request.reply or self.info["relay"], result)
 

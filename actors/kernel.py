@@ -14,7 +14,16 @@ import traceback
 from collections.abc import Iterator
 from typing import Any
 
-from actorcluster.actors.messages import Apply, Clear, Execute, Pull, Push, Queued, TaskResult
+from actorcluster.actors.messages import (
+    Apply,
+    Clear,
+    Execute,
+    Pull,
+    Push,
+    Queued,
+    TaskResult,
+    answers_client,
+)
 from actorcluster.transport import bind, deserialize, namespace_of_thread, serialize
 
 from actorcluster.error import RemoteError, UnknownTask
@@ -105,7 +114,7 @@ class Kernel:
         return TaskResult(
             msg_id=request.msg_id,
             client=request.client,
-            direct=request.direct,
+            direct=answers_client(request, status),
             engine=self.engine_info.get("engine_id", -1),
             status=status,
             value=value,

@@ -180,9 +180,11 @@ class AbortTasks(Message):
 BULK_THRESHOLD = 2**20  # bytes: data this large goes straight between client and engine
 
 
-def transfer_timeout(nbytes: int) -> float:
-    """A generous bound for moving `nbytes` from one node to another (10 MB/s at least)."""
-    return 60.0 + nbytes / 10e6
+def answers_client(request: Request, status: str) -> bool:
+    """Whether the engine answers `request`'s client itself (copying the relay or the
+    scheduler): for a direct request, yes; for a load-balanced task (`reply`, the
+    scheduler), only a success: a failure may run again elsewhere."""
+    return request.direct and (status == "ok" or not request.reply)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -196,7 +198,7 @@ class TaskResult(Message):
     value: Payload | None = None
     error: BaseException | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
-    direct: bool = False  # of a direct request: the client has it, the relay records it
+    direct: bool = False  # the engine sent it to the client too: this copy is a record
     bulk: int = 0  # bytes of value that went straight to the client; this copy has none
 
 

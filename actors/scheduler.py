@@ -29,7 +29,7 @@ from actorcluster.actors.messages import (
 )
 from actorcluster.actors.report import HubReport, Nudge, Teller
 from actorcluster.actors.schemes import SCHEMES
-from actorcluster.transport import Session, SocketActor
+from actorcluster.transport import Address, Session, SocketActor
 
 from actorcluster.dependency import Dependency
 from actorcluster.error import (
@@ -199,6 +199,7 @@ class TaskScheduler(SocketActor):
             payload=original.payload,
             engine=engine,
             reply=self.address,
+            direct=Address.dialable(original.client),  # a success goes straight back
         )  # not dataclasses.replace: this is the hot path
         task.engine = engine
         self.running[request.msg_id] = task
@@ -317,7 +318,8 @@ class TaskScheduler(SocketActor):
     def _to_client(self, task: _Task, result: TaskResult) -> None:
         """The task's final answer: tell its client, and let tasks that depend on it go on."""
         self.graph.finished(result.msg_id, result.engine, result.status == "ok")
-        self.send(f"actor://{task.submit.request.client}/client", result)
+        if not result.direct:  # else the engine sent it to the client, and us a copy
+            self.send(f"actor://{task.submit.request.client}/client", result)
         self.report.record_result(result)
         if self.blocked:
             self._unblock()
