@@ -169,9 +169,12 @@ class ClientIO(SocketActor):
             message = item.message
             request = message.request if isinstance(message, SubmitTask) else message
             if isinstance(request, Request):
+                whom = (
+                    f"its engine at {node}" if item.to == "engine" else f"the controller at {node}"
+                )
                 error = NodeUnreachable(
-                    f"task {request.msg_id} was not sent: the controller at {node} is "
-                    "unreachable (stopped, or restarting?)"
+                    f"task {request.msg_id} was not sent: {whom} is unreachable "
+                    "(stopped, or restarting?)"
                 )
                 self._on_result(
                     TaskResult(

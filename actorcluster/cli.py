@@ -443,9 +443,9 @@ def _parser() -> argparse.ArgumentParser:
             "--bulk-threshold",
             type=int,
             default=BULK_THRESHOLD,
-            help="arguments and results of at least this many bytes go straight between "
-            "client and engine; the task database records them without their data "
-            f"(default {BULK_THRESHOLD}; 0: everything through the controller)",
+            help="arguments and results of at least this many bytes reach the controller "
+            "(and the task database) as their size only, not their data "
+            f"(default {BULK_THRESHOLD}; 0: always their data)",
         )
     for part in (start, controller, scheduler):
         part.add_argument(

@@ -44,8 +44,8 @@ class Cluster:
         db: the task database: "memory" (the default), "none", or a folder for a durable
             file database (kept across clusters that use the same folder).
         recover: with a folder `db`, move damaged database files aside instead of failing.
-        bulk_threshold: bytes from which arguments and results go straight between client
-            and engine, without their data in the task database (0: never).
+        bulk_threshold: bytes from which the task database records arguments and results
+            by their size, not their data (0: never).
     """
 
     def __init__(

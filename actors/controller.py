@@ -40,9 +40,8 @@ class Controller:
             `db`, `ping`, `pong`); missing ones are chosen by the system. A controller
             restarted on the ports of its previous run is found again by its engines and
             clients.
-        bulk_threshold: payloads and results of at least this many bytes go straight
-            between client and engine, past the controller (which records that they did,
-            but not their data); 0 sends everything through the controller.
+        bulk_threshold: the controller's copies of arguments and results of at least this
+            many bytes have their size, not their data (0: always the data).
     """
 
     def __init__(

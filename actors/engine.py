@@ -142,8 +142,11 @@ class Executor:
     def _undelivered(self, node: str, items: list[Item]) -> None:
         """Results sent as the controller went away: hold them until it is back. (One
         for a client that is gone is dropped: the relay or scheduler has its copy.)"""
-        items = [item for item in items if item.to != "client"]
-        self._held.extend((Address(node, item.to), item.message) for item in items)  # type: ignore[misc]
+        self._held.extend(
+            (Address(node, item.to), item.message)
+            for item in items
+            if item.to != "client" and isinstance(item.message, TaskResult)
+        )
 
     def resume(self) -> None:
         """The controller is back: send the results held while it was away."""

@@ -177,7 +177,7 @@ class AbortTasks(Message):
     msg_ids: tuple[str, ...]
 
 
-BULK_THRESHOLD = 2**20  # bytes: data this large goes straight between client and engine
+BULK_THRESHOLD = 2**20  # bytes: data this large is recorded by its size, not kept
 
 
 def answers_client(request: Request, status: str) -> bool:
