@@ -192,9 +192,7 @@ def test_a_request_sent_while_the_controller_is_gone_fails_at_once(tmp_path: Pat
             assert rc[0].apply_sync(_square, 3) == 9
             controller.kill()
             ar = rc[0].apply_async(_square, 4)
-            with pytest.raises(
-                NodeUnreachable, match=r"was not sent: the controller at .* is unreachable"
-            ):
+            with pytest.raises(NodeUnreachable, match=r"was not sent: .* is unreachable"):
                 ar.get(timeout=30)
     finally:
         controller.kill()
