@@ -41,7 +41,7 @@ def _big(seed: float = 0.0) -> np.ndarray:
 
 
 def _record(rc: Client, msg_id: str) -> dict:
-    query = {"msg_id": msg_id, "completed": {"$ne": None}}
+    query = {"msg_id": msg_id, "completed": {"$ne": None}, "submitted": {"$ne": None}}
     wait_until(lambda: rc.db_query(query, ["msg_id"]) != [], 10)
     (record,) = rc.db_query(query, ["metadata", "buffers", "result_metadata"])
     return record

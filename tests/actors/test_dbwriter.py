@@ -1,0 +1,40 @@
+"""The DB writer records what it hears, in whatever order it hears it."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pykka
+import pytest
+from actorcluster.actors.dbwriter import DBWriter
+from actorcluster.actors.messages import Apply, DbQuery, TaskLog, TaskResult
+from actorcluster.actors.store import open_store
+from actorcluster.transport import Session, serialize
+
+
+@pytest.fixture
+def db() -> Iterator[pykka.ActorRef[Any]]:
+    ref = DBWriter.start(Session(b"test-key-0123456789"), "127.0.0.1", open_store("memory"))
+    try:
+        yield ref
+    finally:
+        ref.stop(block=True, timeout=5)
+
+
+def test_a_result_heard_before_its_request_is_kept_when_the_request_comes(
+    db: pykka.ActorRef[Any],
+) -> None:
+    # A direct task's result reaches the relay from the engine, its request's copy from the
+    # client: the result may come first. The request must not wipe it out.
+    request = Apply(msg_id="m1", client="127.0.0.1:1", engine=0, payload=serialize(1), direct=True)
+    result = TaskResult(msg_id="m1", engine=0, status="ok", value=serialize(2), direct=True)
+    now = time.time()
+    db.tell(TaskLog(queue="mux", finished=((now, result),)))
+    db.tell(TaskLog(queue="mux", submitted=((now, request),)))
+    (record,) = db.ask(DbQuery(query={"msg_id": "m1"}, keys=None), timeout=5)
+    assert record["completed"] is not None and record["result_content"]["status"] == "ok"
+    assert record["submitted"] is not None and record["metadata"]["targets"] == [0]
+    pending = db.ask(DbQuery(query={"completed": None}, keys=["msg_id"]), timeout=5)
+    assert pending == []
