@@ -215,7 +215,13 @@ class Client(TaskDatabase):
 
     def _request(self, make: Any, engine: int, **fields: Any) -> Any:
         """A new request of class `make` from this client for `engine`."""
-        return make(msg_id=self.session.new_msg_id(), client=self._io_node, engine=engine, **fields)
+        return make(
+            msg_id=self.session.new_msg_id(),
+            client=self._io_node,
+            engine=engine,
+            submitted=time.time(),
+            **fields,
+        )
 
     def _on_result(self, result: TaskResult) -> None:
         """Complete the future of `result` (in the I/O thread)."""

@@ -95,6 +95,7 @@ class _Request(Message):
     client: str
     engine: int = -1
     reply: str = ""  # where the engine sends the result (the relay when empty)
+    submitted: float = 0.0  # when its client submitted it (time.time(); 0: unknown)
     # sent by the client straight to the engine, and a copy to the relay, which records
     # it but does not forward it; the engine answers the client and copies the relay
     direct: bool = False

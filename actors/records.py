@@ -62,7 +62,7 @@ def submitted_record(
 ) -> dict[str, Any]:
     """The record of a request (direct) or task (load-balanced) just submitted."""
     request = item.request if isinstance(item, SubmitTask) else item
-    date = _date(when)
+    date = _date(request.submitted or when)  # the client's clock: copies may come late
     payload = getattr(request, "payload", None)
     if isinstance(item, SubmitTask):
         targets = None if item.targets is None else list(item.targets)

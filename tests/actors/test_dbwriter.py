@@ -28,13 +28,21 @@ def test_a_result_heard_before_its_request_is_kept_when_the_request_comes(
 ) -> None:
     # A direct task's result reaches the relay from the engine, its request's copy from the
     # client: the result may come first. The request must not wipe it out.
-    request = Apply(msg_id="m1", client="127.0.0.1:1", engine=0, payload=serialize(1), direct=True)
-    result = TaskResult(msg_id="m1", engine=0, status="ok", value=serialize(2), direct=True)
     now = time.time()
+    request = Apply(
+        msg_id="m1",
+        client="127.0.0.1:1",
+        engine=0,
+        payload=serialize(1),
+        direct=True,
+        submitted=now - 0.001,  # by the client's clock
+    )
+    result = TaskResult(msg_id="m1", engine=0, status="ok", value=serialize(2), direct=True)
     db.tell(TaskLog(queue="mux", finished=((now, result),)))
-    db.tell(TaskLog(queue="mux", submitted=((now, request),)))
+    db.tell(TaskLog(queue="mux", submitted=((now + 0.001, request),)))
     (record,) = db.ask(DbQuery(query={"msg_id": "m1"}, keys=None), timeout=5)
     assert record["completed"] is not None and record["result_content"]["status"] == "ok"
-    assert record["submitted"] is not None and record["metadata"]["targets"] == [0]
+    assert record["metadata"]["targets"] == [0]
+    assert record["submitted"] <= record["received"]  # submitted when the client sent it
     pending = db.ask(DbQuery(query={"completed": None}, keys=["msg_id"]), timeout=5)
     assert pending == []
