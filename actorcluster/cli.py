@@ -21,7 +21,7 @@ from typing import Any
 
 import zmq
 
-from actorcluster.actors.messages import BULK_THRESHOLD
+from actorcluster.actors.messages import BULK_THRESHOLD, HWM
 from actorcluster.error import ActorClusterError, ConnectionFileError
 from actorcluster.profile import profile_dir
 from actorcluster.transport import (
@@ -457,8 +457,8 @@ def _parser() -> argparse.ArgumentParser:
         part.add_argument(
             "--hwm",
             type=int,
-            default=4,
-            help="load-balanced tasks an engine may hold at once (default 4; 0: no limit)",
+            default=HWM,
+            help=f"load-balanced tasks an engine may hold at once (default {HWM}; 0: no limit)",
         )
 
     engine = commands.add_parser(

@@ -15,7 +15,7 @@ from typing import Any
 
 import psutil
 
-from actorcluster.actors.messages import BULK_THRESHOLD
+from actorcluster.actors.messages import BULK_THRESHOLD, HWM
 from actorcluster.client import Client
 
 __all__ = ["Cluster"]
@@ -56,7 +56,7 @@ class Cluster:
         heartbeat_period: float = 1.0,
         heartbeat_misses: int = 3,
         scheme: str = "leastload",
-        hwm: int = 4,
+        hwm: int = HWM,
         scheduler_process: bool = False,
         timeout: float = 30.0,
         block: bool = False,

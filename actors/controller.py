@@ -13,7 +13,7 @@ import pykka
 from actorcluster.actors.dbwriter import DBWriter, SchedulerAt
 from actorcluster.actors.heartmonitor import HeartMonitor
 from actorcluster.actors.hub import Hub
-from actorcluster.actors.messages import BULK_THRESHOLD, ShutdownEngine
+from actorcluster.actors.messages import BULK_THRESHOLD, HWM, ShutdownEngine
 from actorcluster.actors.relay import MuxRelay
 from actorcluster.actors.scheduler import TaskScheduler
 from actorcluster.actors.store import TaskStore
@@ -52,7 +52,7 @@ class Controller:
         heartbeat_period: float = 1.0,
         heartbeat_misses: int = 3,
         scheme: str = "leastload",
-        hwm: int = 4,
+        hwm: int = HWM,
         scheduler_process: bool = False,
         store: TaskStore | None = None,
         bulk_threshold: int = BULK_THRESHOLD,

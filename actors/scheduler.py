@@ -16,6 +16,7 @@ from typing import Any
 
 from actorcluster.actors.graph import TaskGraph, as_dependency
 from actorcluster.actors.messages import (
+    HWM,
     Abort,
     AbortTasks,
     Apply,
@@ -86,7 +87,7 @@ class TaskScheduler(SocketActor):
         hub: Teller,
         *,
         scheme: str = "leastload",
-        hwm: int = 4,
+        hwm: int = HWM,
         db: Teller | None = None,
         port: int = 0,
     ) -> None:
