@@ -117,6 +117,8 @@ class ClientIO(SocketActor):
         self.nodes: dict[int, str] = {}
         self._on_result = on_result
         self._bulk_threshold = bulk_threshold
+        self._mux = ""  # the relay (where requests go when an engine cannot be reached)
+        self._unreachable: set[str] = set()  # engine nodes this client cannot connect to
         self._subscriber: Subscriber | None = None
         self._snapshot_seq: int | None = None
         self._epoch: float | None = None
@@ -141,8 +143,9 @@ class ClientIO(SocketActor):
 
     def _send(self, address: str, request: Outgoing) -> None:
         if isinstance(request, Request):
+            self._mux = address
             node = self.nodes.get(request.engine, "")
-            if Address.dialable(node):
+            if Address.dialable(node) and node not in self._unreachable:
                 direct = replace(request, direct=True)
                 if self.port.post(node, "engine", direct) >= self.port.batch_limit:
                     self.port.flush(node)
@@ -164,17 +167,24 @@ class ClientIO(SocketActor):
             self.port.flush(node)
 
     def on_undelivered(self, node: str, items: list[Item]) -> None:
-        """Requests that could not leave fail at once, rather than wait for ever."""
+        """A request an engine could not be reached for goes through the relay (which
+        can reach it, or fails it); others that could not leave fail at once."""
         for item in items:
             message = item.message
             request = message.request if isinstance(message, SubmitTask) else message
-            if isinstance(request, Request):
-                whom = (
-                    f"its engine at {node}" if item.to == "engine" else f"the controller at {node}"
-                )
+            if isinstance(request, Request) and item.to == "engine" and self._mux:
+                if node not in self._unreachable:
+                    self._unreachable.add(node)
+                    logger.warning(
+                        "no connection to the engine at %s from here: its requests go "
+                        "through the controller",
+                        node,
+                    )
+                self._post(self._mux, replace(request, direct=False))
+            elif isinstance(request, Request):
                 error = NodeUnreachable(
-                    f"task {request.msg_id} was not sent: {whom} is unreachable "
-                    "(stopped, or restarting?)"
+                    f"task {request.msg_id} was not sent: the controller at {node} is "
+                    "unreachable (stopped, or restarting?)"
                 )
                 self._on_result(
                     TaskResult(

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from actorcluster.transport import actor_of
 
 from actorcluster import Client, Cluster
 from actorcluster.error import ActorClusterError, RemoteError
@@ -155,3 +156,13 @@ def test_with_no_threshold_everything_passes_the_controller_and_is_kept() -> Non
         record = _record(rc, ar.msg_ids[0])
         assert "bulk" not in record["metadata"] and len(record["buffers"]) > 1
         assert "bulk" not in record["result_metadata"]
+
+
+def test_requests_for_an_engine_the_client_cannot_reach_go_through_the_controller() -> None:
+    # As from a laptop that reaches the controller through a tunnel, but not the engines.
+    with Cluster(n=1, mode="inprocess") as rc:
+        io = actor_of(rc._io)
+        io.nodes[0] = "127.0.0.1:1"  # where nothing listens
+        assert rc[0].apply_sync(lambda x: x + 1, 1) == 2
+        assert rc[0].apply_sync(lambda x: x + 2, 1) == 3  # straight to the controller now
+        assert io._unreachable == {"127.0.0.1:1"}
