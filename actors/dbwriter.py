@@ -190,13 +190,7 @@ class DBWriter(SocketActor):
         store, engines = self.store, self.engines
         for when, item in log.submitted:
             engine = getattr(item, "engine", -1)
-            record = submitted_record(when, item, log.queue, engines.get(engine))
-            if record["msg_id"] in store:  # its result came first (a direct task): keep it
-                known = store.get(record["msg_id"])
-                record = {k: v for k, v in record.items() if known.get(k) is None}
-                store.update(known["msg_id"], record)
-            else:
-                store.insert(record)
+            store.insert(submitted_record(when, item, log.queue, engines.get(engine)))
         for _when, msg_id, engine in log.assigned:
             if msg_id in store:
                 store.update(msg_id, {"engine_uuid": engines.get(engine)})

@@ -72,10 +72,12 @@ class TaskStore:
         return msg_id in self._doc_ids
 
     def insert(self, record: dict[str, Any]) -> None:
-        """Add a record (it must have a `msg_id`); a known msg_id is updated instead."""
+        """Add a record (it must have a `msg_id`). A known msg_id only gets the fields it
+        lacks: a direct task's result may be recorded before its request."""
         msg_id = record["msg_id"]
         if msg_id in self._doc_ids:
-            self.update(msg_id, record)
+            known = self._record(msg_id)
+            self.update(msg_id, {k: v for k, v in record.items() if known.get(k) is None})
             return
         self._add(dict(record))
         if self.journal is not None:
