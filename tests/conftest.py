@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -50,6 +51,61 @@ class Peer:
         if self.proc.poll() is None:
             os.kill(self.proc.pid, signal.SIGKILL)
         self.proc.wait(timeout=10)
+
+
+class Gate:
+    """Where a task on an engine (`through_gate`) waits until the test opens it: an event
+    across processes, over a Unix socket, with no polling."""
+
+    def __init__(self, folder: Path) -> None:
+        self.path = str(folder / "gate")
+        self._listener = socket.socket(socket.AF_UNIX)
+        self._listener.bind(self.path)
+        self._listener.listen(8)
+        self._tasks: list[socket.socket] = []
+
+    def wait_for_task(self, timeout: float = 10.0) -> None:
+        """Return once one more task arrived at the gate (it is running)."""
+        self._listener.settimeout(timeout)
+        self._tasks.append(self._listener.accept()[0])
+
+    def open(self) -> None:
+        """Let the tasks waiting at the gate finish (those whose engine died are gone)."""
+        assert self._tasks, "no task arrived at the gate"
+        for task in self._tasks:
+            try:
+                task.sendall(b"go")
+            except OSError:
+                pass
+
+    def close(self) -> None:
+        for s in [*self._tasks, self._listener]:
+            s.close()
+
+
+def gated_pid(path: str) -> int:
+    """A task: pass the gate at `path`, then answer the pid it ran in."""
+    through_gate(path)
+    return os.getpid()
+
+
+def through_gate(path: str) -> str:
+    """A task: arrive at the gate at `path`, then wait (60 s at most) until it opens."""
+    with socket.socket(socket.AF_UNIX) as gate:
+        gate.settimeout(60)
+        gate.connect(path)
+        gate.recv(2)
+    return "through"
+
+
+@pytest.fixture
+def engine_gate(tmp_path: Path) -> Iterator[Gate]:
+    """A `Gate` in the test's folder, closed at teardown."""
+    gate = Gate(tmp_path)
+    try:
+        yield gate
+    finally:
+        gate.close()
 
 
 @pytest.fixture

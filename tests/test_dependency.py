@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 
 from actorcluster import Client, Dependency, depend, dependent, require
 from actorcluster.error import ImpossibleDependency, InvalidDependency, RemoteError
+from tests.conftest import Gate, through_gate
 
 IDS = ["a", "b", "c", "d"]
 
@@ -92,11 +93,14 @@ def _ended(ar: object) -> tuple[object, object]:
     return ar.metadata["started"], ar.metadata["completed"]  # type: ignore[attr-defined]
 
 
-def test_after_runs_a_task_once_its_dependencies_finished(rc: Client) -> None:
+def test_after_runs_a_task_once_its_dependencies_finished(rc: Client, engine_gate: Gate) -> None:
     lview = rc.load_balanced_view()
-    first = [lview.apply_async(lambda: __import__("time").sleep(0.2)) for _ in range(2)]
+    first = [lview.apply_async(through_gate, engine_gate.path) for _ in range(2)]
+    for _ in first:
+        engine_gate.wait_for_task()  # both running: `then` must wait for them
     with lview.temp_flags(after=first):
         then = lview.apply_async(lambda: "after")
+    engine_gate.open()
     assert then.get(10) == "after"
     assert then.metadata["started"] >= max(ar.metadata["completed"] for ar in first)
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import signal
 from collections.abc import Iterator
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,7 +13,7 @@ from actorcluster.transport import actor_of
 
 from actorcluster import Client, Cluster
 from actorcluster.error import ActorClusterError, RemoteError
-from tests.conftest import wait_until
+from tests.conftest import Gate, through_gate, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -62,29 +61,17 @@ def test_direct_requests_and_results_do_not_wait_for_the_controller(
     _record(client, ar.msg_ids[0])  # recorded once the controller runs again
 
 
-def _started_then_wait(started: str, go: str) -> str:
-    import os
-    import time
-
-    open(started, "w").close()
-    deadline = time.monotonic() + 30
-    while not os.path.exists(go) and time.monotonic() < deadline:
-        time.sleep(0.005)  # a task that runs until the test lets it finish
-    return "done"
-
-
 def test_a_balanced_success_comes_straight_back_without_the_scheduler(
-    cluster: Cluster, client: Client, tmp_path: Path
+    cluster: Cluster, client: Client, engine_gate: Gate
 ) -> None:
     assert cluster.controller_process is not None
     pid = cluster.controller_process.pid
-    started, go = tmp_path / "started", tmp_path / "go"
-    ar = client.load_balanced_view().apply_async(_started_then_wait, str(started), str(go))
-    wait_until(started.exists, 10)  # the scheduler has placed it: now it is not needed
+    ar = client.load_balanced_view().apply_async(through_gate, engine_gate.path)
+    engine_gate.wait_for_task()  # the scheduler has placed it: now it is not needed
     os.kill(pid, signal.SIGSTOP)
     try:
-        go.touch()
-        assert ar.get(timeout=1) == "done"
+        engine_gate.open()
+        assert ar.get(timeout=1) == "through"
     finally:
         os.kill(pid, signal.SIGCONT)
 

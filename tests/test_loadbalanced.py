@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import os
 import signal
-import time
 
 import pytest
 from actorcluster.actors.schemes import SCHEMES
 
 from actorcluster import Client, Cluster, LoadBalancedView
 from actorcluster.error import DependencyTimeout, EngineError, RemoteError, TaskAborted
-from tests.conftest import wait_until
+from tests.conftest import Gate, gated_pid, through_gate, wait_until
 
 
 def test_map_equals_the_serial_map_in_every_chunking(rc: Client) -> None:
@@ -92,15 +91,19 @@ def test_each_scheme_distributes_work_over_the_engines(scheme: str) -> None:
         assert used.count(0) > 5 and used.count(1) > 5, used
 
 
-def test_leastload_keeps_a_slow_engine_from_hoarding_work() -> None:
+def test_leastload_keeps_a_slow_engine_from_hoarding_work(engine_gate: Gate) -> None:
     with Cluster(n=2, mode="inprocess", hwm=1) as rc:
-        rc[0]["delay"], rc[1]["delay"] = 0.2, 0.0
+        rc[0]["gate"], rc[1]["gate"] = engine_gate.path, ""  # engine 0 is slow: held there
 
         def work() -> None:
-            time.sleep(delay)  # type: ignore[name-defined]  # noqa: F821
+            if gate:  # type: ignore[name-defined]  # noqa: F821
+                through_gate(gate)  # type: ignore[name-defined]  # noqa: F821 - the engine's
 
         lview = rc.load_balanced_view()
         ars = [lview.apply_async(work) for _ in range(40)]
+        engine_gate.wait_for_task()
+        wait_until(lambda: sum(ar.ready() for ar in ars) == len(ars) - 1, 30)
+        engine_gate.open()  # the slow engine finishes the one task it held
         assert rc.wait(ars, timeout=30)
         used = [ar.engine_id for ar in ars]
         assert used.count(0) <= 5 < used.count(1), used
@@ -117,13 +120,13 @@ def test_tasks_wait_for_an_engine_and_run_once_one_joins() -> None:
 
 
 @pytest.mark.slow
-def test_a_killed_engines_task_completes_elsewhere_with_retries() -> None:
+def test_a_killed_engines_task_completes_elsewhere_with_retries(engine_gate: Gate) -> None:
     with Cluster(n=2, hwm=1) as rc:
         pids = {i: info["pid"] for i, info in rc.hub_status()["engines"].items()}
         lview = rc.load_balanced_view()
         lview.retries = 1
-        rc[:].execute("import os, time", block=True)
-        ar = lview.apply_async(lambda: time.sleep(2) or os.getpid())  # type: ignore[func-returns-value]
+        ar = lview.apply_async(gated_pid, engine_gate.path)
+        engine_gate.wait_for_task()
         wait_until(
             lambda: any(s["tasks"] for k, s in rc.queue_status().items() if k != "unassigned"),
             timeout=10,
@@ -131,9 +134,11 @@ def test_a_killed_engines_task_completes_elsewhere_with_retries() -> None:
         victim = next(k for k, s in rc.queue_status().items() if k != "unassigned" and s["tasks"])
         os.kill(pids[victim], signal.SIGKILL)
         survivor = pids[1 - victim]
+        engine_gate.wait_for_task()  # the retry, on the survivor
+        engine_gate.open()
         assert ar.get(timeout=20) == survivor
         lview.retries = 0
-        ar = lview.apply_async(lambda: time.sleep(30))
+        ar = lview.apply_async(through_gate, engine_gate.path)  # held there until the kill
         wait_until(lambda: rc.queue_status().get(1 - victim, {}).get("tasks") == 1, timeout=10)
         os.kill(survivor, signal.SIGKILL)
         with pytest.raises(EngineError, match="died while running task"):
@@ -150,17 +155,21 @@ def test_twenty_thousand_tasks_none_lost_or_duplicated(prc: Client) -> None:
 
 
 @pytest.mark.parametrize("hwm", [1, 4], ids=["waiting-in-scheduler", "queued-on-engine"])
-def test_abort_of_waiting_load_balanced_tasks_gives_task_aborted(hwm: int) -> None:
+def test_abort_of_waiting_load_balanced_tasks_gives_task_aborted(
+    hwm: int, engine_gate: Gate
+) -> None:
     with Cluster(n=1, mode="inprocess", hwm=hwm) as rc:
         lview = rc.load_balanced_view()
-        busy = lview.apply_async(lambda: __import__("time").sleep(1.0) or "busy done")
+        busy = lview.apply_async(through_gate, engine_gate.path)
+        engine_gate.wait_for_task()  # the engine is busy until the gate opens
         waiting = [lview.apply_async(lambda i=i: i) for i in range(4)]
         lview.abort(waiting[:2])
         for ar in waiting[:2]:
             with pytest.raises(TaskAborted, match=ar.msg_ids[0]):
                 ar.get(10)
+        engine_gate.open()
         assert [ar.get(10) for ar in waiting[2:]] == [2, 3]
-        assert busy.get(10) == "busy done"
+        assert busy.get(10) == "through"
 
 
 def test_a_task_that_finds_no_engine_in_time_fails_with_dependency_timeout() -> None:

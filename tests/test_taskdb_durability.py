@@ -13,7 +13,7 @@ import pytest
 
 from actorcluster import Client
 from actorcluster.error import NodeUnreachable, TaskAborted
-from tests.conftest import ROOT, wait_until
+from tests.conftest import ROOT, Gate, through_gate, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -38,6 +38,16 @@ class Controller:
         )
         wait_until(lambda: self.client_file.exists() or self.proc.poll() is not None, 30)
         assert self.proc.poll() is None, self.proc.stderr.read() if self.proc.stderr else ""
+
+    def client(self, engines: int = 1) -> Client:
+        """A client of this controller, once `engines` engines registered."""
+        rc = Client(self.client_file, timeout=30)
+        try:
+            rc.wait_for_engines(engines, timeout=30)
+        except BaseException:
+            rc.close()
+            raise
+        return rc
 
     def kill(self) -> None:
         """SIGKILL the controller and every process it started."""
@@ -64,8 +74,7 @@ def test_a_controller_killed_during_writes_keeps_every_acknowledged_result(tmp_p
     for _ in range(3):  # kill, restart, kill again: each restart finds everything
         controller = Controller(tmp_path)
         try:
-            with Client(controller.client_file, timeout=30) as rc:
-                rc.wait_for_engines(1, timeout=30)
+            with controller.client() as rc:
                 found = rc.db_query({"msg_id": {"$in": list(acknowledged)}}, ["msg_id"])
                 assert {r["msg_id"] for r in found} == set(acknowledged)
                 for msg_id, value in list(acknowledged.items())[-20:]:
@@ -91,7 +100,7 @@ def test_a_controller_killed_during_writes_keeps_every_acknowledged_result(tmp_p
     assert len(acknowledged) >= 500
     controller = Controller(tmp_path)
     try:
-        with Client(controller.client_file, timeout=30) as rc:
+        with controller.client(0) as rc:
             found = rc.db_query({"msg_id": {"$in": list(acknowledged)}}, ["msg_id"])
             assert len(found) == len(acknowledged)
             interrupted = {"msg_id": {"$in": in_flight}, "completed": None}
@@ -100,17 +109,18 @@ def test_a_controller_killed_during_writes_keeps_every_acknowledged_result(tmp_p
         controller.kill()
 
 
-def test_tasks_pending_at_a_kill_are_failed_explicitly_after_the_restart(tmp_path: Path) -> None:
+def test_tasks_pending_at_a_kill_are_failed_explicitly_after_the_restart(
+    tmp_path: Path, engine_gate: Gate
+) -> None:
     controller = Controller(tmp_path)
     try:
-        with Client(controller.client_file, timeout=30) as rc:
-            rc.wait_for_engines(1, timeout=30)
-            ar = rc[0].execute("import time; time.sleep(30)")
+        with controller.client() as rc:
+            ar = rc[0].apply_async(through_gate, engine_gate.path)  # held until the kill
             wait_until(lambda: rc.db_query({"msg_id": ar.msg_ids[0]}, ["msg_id"]) != [], 10)
             controller.kill()
         controller = Controller(tmp_path)
         with (
-            Client(controller.client_file, timeout=30) as rc,
+            controller.client(0) as rc,
             pytest.raises(TaskAborted, match="pending when its controller stopped"),
         ):
             rc.get_result(ar.msg_ids[0], block=True)
@@ -119,7 +129,7 @@ def test_tasks_pending_at_a_kill_are_failed_explicitly_after_the_restart(tmp_pat
 
 
 def test_a_restarted_controller_gets_back_its_engines_clients_and_late_results(
-    tmp_path: Path,
+    tmp_path: Path, engine_gate: Gate
 ) -> None:
     controller = Controller(tmp_path, "", 0, "--reuse")
     engine = subprocess.Popen(
@@ -129,16 +139,16 @@ def test_a_restarted_controller_gets_back_its_engines_clients_and_late_results(
         cwd=ROOT,
     )
     try:
-        with Client(controller.client_file, timeout=30) as rc:
-            rc.wait_for_engines(1, timeout=30)
+        with controller.client() as rc:
             rc[0].push({"kept": 42}, block=True)
             done = rc[0].apply_async(_square, 7)
             assert done.get(timeout=30) == 49
-            running = rc[0].apply_async(_wait_for_file, str(tmp_path / "go"))
+            running = rc[0].apply_async(through_gate, engine_gate.path)
+            engine_gate.wait_for_task()
             ids = [*done.msg_ids, *running.msg_ids]
             wait_until(lambda: len(rc.db_query({"msg_id": {"$in": ids}}, ["msg_id"])) == 2, 10)
             controller.kill()  # the engine, started on its own, lives on
-            (tmp_path / "go").touch()  # the running task finishes while no controller runs
+            engine_gate.open()  # the running task finishes while no controller runs
             controller = Controller(tmp_path, "", 0, "--reuse")
 
             def engine_back() -> bool:
@@ -150,7 +160,7 @@ def test_a_restarted_controller_gets_back_its_engines_clients_and_late_results(
             wait_until(engine_back, 30)
             assert rc.ids == [0]
             assert rc[0].pull("kept", block=True) == 42  # the namespace survived
-            assert running.get(timeout=30) == "finished"  # held, then delivered
+            assert running.get(timeout=30) == "through"  # held, then delivered
             assert rc.get_result(done.msg_ids[0], block=True) == 49
             late = {"msg_id": running.msg_ids[0], "completed": {"$ne": None}}
             wait_until(lambda: rc.db_query(late, ["msg_id"]) != [], 10)
@@ -167,7 +177,7 @@ def test_a_balanced_task_lost_with_its_controller_runs_again_if_it_has_retries(
 ) -> None:
     controller = Controller(tmp_path, "", 0, "--reuse")  # no engine: tasks wait unassigned
     try:
-        with Client(controller.client_file, timeout=30) as rc:
+        with controller.client(0) as rc:
             view = rc.load_balanced_view()
             view.retries = 1
             again = view.apply_async(_square, 6)
@@ -187,8 +197,7 @@ def test_a_balanced_task_lost_with_its_controller_runs_again_if_it_has_retries(
 def test_a_request_sent_while_the_controller_is_gone_fails_at_once(tmp_path: Path) -> None:
     controller = Controller(tmp_path)
     try:
-        with Client(controller.client_file, timeout=30) as rc:
-            rc.wait_for_engines(1, timeout=30)
+        with controller.client() as rc:
             assert rc[0].apply_sync(_square, 3) == 9
             controller.kill()
             ar = rc[0].apply_async(_square, 4)
@@ -196,16 +205,6 @@ def test_a_request_sent_while_the_controller_is_gone_fails_at_once(tmp_path: Pat
                 ar.get(timeout=30)
     finally:
         controller.kill()
-
-
-def _wait_for_file(path: str) -> str:
-    import os
-    import time
-
-    deadline = time.monotonic() + 60
-    while not os.path.exists(path) and time.monotonic() < deadline:
-        time.sleep(0.01)  # a task that runs until the test lets it finish
-    return "finished"
 
 
 def _refused_start(folder: Path, *arguments: str) -> subprocess.CompletedProcess[str]:

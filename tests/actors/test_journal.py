@@ -54,13 +54,18 @@ def test_committed_changes_survive_without_a_clean_close(tmp_path: Path) -> None
     assert again.pending == {f"m{i}" for i in range(1, 100, 2)}
 
 
-def test_a_torn_last_line_is_ignored_and_cut_off(tmp_path: Path) -> None:
-    store = _reopen(tmp_path)
+def _closed_with_three_records(folder: Path) -> Path:
+    """Write three records to a file database in `folder` and close it; its journal."""
+    store = _reopen(folder)
     assert store.journal is not None
     for i in range(3):
         store.insert(_record(i))
     store.close()
-    journal = tmp_path / "journal.jsonl"
+    return folder / "journal.jsonl"
+
+
+def test_a_torn_last_line_is_ignored_and_cut_off(tmp_path: Path) -> None:
+    journal = _closed_with_three_records(tmp_path)
     with journal.open("ab") as f:
         f.write(b'["u","m1",{"completed":{"$da')  # the process died mid-write
     again = _reopen(tmp_path)
@@ -85,12 +90,7 @@ def test_a_damaged_file_is_refused_by_name_and_left_untouched(tmp_path: Path) ->
 
 
 def test_a_damaged_line_inside_the_journal_is_refused(tmp_path: Path) -> None:
-    store = _reopen(tmp_path)
-    assert store.journal is not None
-    for i in range(3):
-        store.insert(_record(i))
-    store.close()
-    journal = tmp_path / "journal.jsonl"
+    journal = _closed_with_three_records(tmp_path)
     lines = journal.read_bytes().split(b"\n")
     lines[1] = b"garbage"
     journal.write_bytes(b"\n".join(lines))
