@@ -172,6 +172,7 @@ class Executor:
                 if request is None:
                     return
                 if isinstance(request, _Resume):
+                    port.check_connections()  # results sent as it went away: held now
                     held, self._held = self._held, []
                     for to, result in held:
                         port.post(to.node, to.name, result)

@@ -75,27 +75,31 @@ class ReplyFuture(pykka.Future[Any]):
         super().__init__()
         self.description = description
         self._driver = driver
-        self._done = threading.Event()
+        self._done = False
         self._value: Any = None
         self._error: BaseException | None = None
         self._callbacks: list[Callable[[ReplyFuture], None]] = []
         self._lock = threading.Lock()
+        # held until resolved: a waiter blocks on it (cheaper than an Event per ask)
+        self._gate = threading.Lock()
+        self._gate.acquire()
 
     def add_done_callback(self, callback: Callable[[ReplyFuture], None]) -> None:
         """Call `callback(self)` once resolved, in the resolving thread (at once if done)."""
         with self._lock:
-            if not self._done.is_set():
+            if not self._done:
                 self._callbacks.append(callback)
                 return
         callback(self)
 
     def _resolve(self, value: Any, error: BaseException | None) -> None:
         with self._lock:
-            if self._done.is_set():
+            if self._done:
                 return
             self._value, self._error = value, error
-            self._done.set()
+            self._done = True
             callbacks, self._callbacks = self._callbacks, []
+        self._gate.release()
         for callback in callbacks:
             try:
                 callback(self)
@@ -104,7 +108,7 @@ class ReplyFuture(pykka.Future[Any]):
 
     def done(self) -> bool:
         """Whether the reply (or an error) has arrived."""
-        return self._done.is_set()
+        return self._done
 
     def get(self, *, timeout: float | None = None) -> Any:
         """Return the reply, waiting at most `timeout` seconds.
@@ -113,11 +117,12 @@ class ReplyFuture(pykka.Future[Any]):
             AskTimeout: no reply within `timeout`.
             Exception: the error the ask failed with (`RemoteError`, `UnknownActor`, ...).
         """
-        if not self._done.is_set():
+        if not self._done:
             if self._driver is not None:
                 self._driver(self, timeout)
-            if not self._done.wait(timeout):
+            if not self._gate.acquire(timeout=-1 if timeout is None else max(timeout, 0.0)):
                 raise AskTimeout(f"no reply from {self.description} within {timeout} s")
+            self._gate.release()  # let any other waiter through
         if self._error is not None:
             raise self._error
         return self._value
@@ -245,6 +250,10 @@ class Port:
             if items:
                 self._deliver(target, self.session.pack(items, header=self._header), items)
 
+    def connected(self, node: str) -> bool:
+        """Whether a connection to `node` is up (a hint for other threads: it may drop)."""
+        return node in self._dealers and node not in self._unconfirmed
+
     @property
     def queued(self) -> bool:
         """Whether messages wait in the outbox."""
@@ -357,6 +366,12 @@ class Port:
             self._on_undelivered(node, items)
         else:
             logger.debug("dropped %d messages for %s: its connection is lost", len(items), node)
+
+    def check_connections(self) -> None:
+        """Handle what every connection monitor holds now: for an owner that does not
+        read them (it only sends), so a connection that failed reports its messages."""
+        for node in list(self._dealers):
+            self._read_monitor(node)
 
     def _read_monitor(self, node: str) -> None:
         """Handle the events `node`'s monitor holds now."""
