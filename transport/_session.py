@@ -39,7 +39,6 @@ import uuid
 from collections import Counter, deque
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
 import orjson
@@ -199,7 +198,10 @@ class Session:
         self.key = key
         self.session = session or uuid.uuid4().hex
         self.limits = limits or Limits()
-        self._hmac = hmac.new(key, digestmod=hashlib.sha256)
+        mac = hmac.new(key, digestmod=hashlib.sha256)
+        # the C HMAC object under hmac.HMAC where there is one: its copy/update skip a
+        # Python layer (about 0.5 us per message)
+        self._hmac: Any = getattr(mac, "_hmac", None) or mac
         self._ids = itertools.count()
         self.replay = ReplayGuard(self.limits.replay_window, self.limits.replay_history)
         self.drops = _DropLog()
@@ -218,7 +220,8 @@ class Session:
         h = self._hmac.copy()
         for frame in frames:
             h.update(frame)
-        return h.hexdigest().encode()
+        hexdigest: str = h.hexdigest()
+        return hexdigest.encode()
 
     def pack(
         self,
@@ -262,7 +265,7 @@ class Session:
             "msg_id": self.new_msg_id(),
             "msg_type": routing[0][2],
             "session": self.session,
-            "date": datetime.now(UTC).isoformat(),
+            "date": time.time(),
             "version": PROTOCOL_VERSION,
             "items": routing,
         }
@@ -310,7 +313,9 @@ class Session:
             metadata = _object(body[2])
             if not isinstance(header["msg_type"], str):
                 raise TypeError("msg_type must be a string")
-            date = datetime.fromisoformat(header["date"]).timestamp()
+            date = header["date"]
+            if type(date) is not float:
+                raise TypeError("date must be a float (seconds since the epoch)")
             routing = [(str(to), cid, str(kind)) for to, cid, kind in header["items"]]
             digests = [str(d) for d in header.get("buffers", ())]
             if len(digests) != len(body) - 4:
