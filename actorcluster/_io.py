@@ -141,6 +141,15 @@ class ClientIO(SocketActor):
                 return self.port.ask(node, name, asked, timeout)
         return None
 
+    def connected(self, engine: int) -> str | None:
+        """The node of `engine` if this actor is connected to it, else None. Any thread:
+        a caller that sends there itself uses it as a hint (the relay's copy of a request
+        fails it if the engine is gone)."""
+        node = self.nodes.get(engine)
+        if node is None or node in self._unreachable or not self.port.connected(node):
+            return None
+        return node
+
     def _send(self, address: str, request: Outgoing) -> None:
         if isinstance(request, Request):
             self._mux = address
@@ -149,12 +158,12 @@ class ClientIO(SocketActor):
                 direct = replace(request, direct=True)
                 if self.port.post(node, "engine", direct) >= self.port.batch_limit:
                     self.port.flush(node)
-                self._post(address, self._copy(direct))
+                self._post(address, self.copy(direct))
                 return
         self._post(address, request)
 
-    def _copy(self, request: Request) -> Request:
-        """The relay's copy of a direct request: without a large payload."""
+    def copy(self, request: Request) -> Request:
+        """The relay's copy of a direct request: without a large payload. Any thread."""
         if self._bulk_threshold > 0 and isinstance(request, Apply | Push):
             size = request.payload.nbytes
             if size >= self._bulk_threshold:

@@ -50,7 +50,9 @@ class DirectView(View):
         engines, single = self.client._resolve(self.targets)
         client = self.client
         requests = [client._request(make, e, **fields) for e in engines]
-        return self._finish(client._submit(requests, fname=fname, single=single), block)
+        blocking = self.block if block is None else block
+        ar = client._submit(requests, fname=fname, single=single, blocking=blocking)
+        return self._finish(ar, block)
 
     # -- apply --------------------------------------------------------------------------
     def _apply(

@@ -5,13 +5,17 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 
 import numpy as np
 import pytest
 from actorcluster.transport import actor_of
+from actorcluster.transport._inbox import FdReady
 
-from actorcluster import Client, Cluster
+from actorcluster import Client, Cluster, interactive
 from actorcluster.error import ActorClusterError, RemoteError
 from tests.conftest import Gate, through_gate, wait_until
 
@@ -153,3 +157,61 @@ def test_requests_for_an_engine_the_client_cannot_reach_go_through_the_controlle
         assert rc[0].apply_sync(lambda x: x + 1, 1) == 2
         assert rc[0].apply_sync(lambda x: x + 2, 1) == 3  # straight to the controller now
         assert io._unreachable == {"127.0.0.1:1"}
+
+
+@contextmanager
+def _io_thread_stuck(rc: Client) -> Iterator[None]:
+    """Keep the client's I/O thread busy (as with a burst of results) inside the block."""
+    release, stuck = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        stuck.set()
+        release.wait(30)
+
+    rc._io.tell(FdReady(hold))
+    assert stuck.wait(10)
+    try:
+        yield
+    finally:
+        release.set()
+
+
+def _connect(rc: Client) -> None:
+    """Connect the client to engine 0: its blocking calls may then leave from their thread."""
+    rc[0].apply_sync(os.getpid)
+    wait_until(lambda: actor_of(rc._io).connected(0) is not None, 10)
+
+
+@interactive
+def _order() -> str:
+    return order  # type: ignore[name-defined]  # noqa: F821 - defined on the engine
+
+
+def test_a_blocking_call_leaves_from_the_callers_thread(client: Client, engine_gate: Gate) -> None:
+    _connect(client)
+    view = client[0]
+    with ThreadPoolExecutor(1) as pool:
+        with _io_thread_stuck(client):
+            waiting = pool.submit(view.apply_sync, through_gate, engine_gate.path)
+            engine_gate.wait_for_task()  # on the engine while the I/O thread is busy
+        engine_gate.open()
+        assert waiting.result(timeout=30) == "through"
+    _record(client, client.history[-1])  # the relay got its copy: the task is recorded
+
+
+def test_a_blocking_call_does_not_overtake_requests_still_in_flight(
+    client: Client, engine_gate: Gate
+) -> None:
+    _connect(client)
+    view = client[0]
+    with ThreadPoolExecutor(1) as pool:
+        pool.submit(view.apply_sync, os.getpid).result(timeout=30)  # its thread connects
+        running = view.apply_async(through_gate, engine_gate.path)
+        engine_gate.wait_for_task()
+        with _io_thread_stuck(client):
+            view.execute("order = 'first'", block=False)  # waits in the I/O thread
+            reading = pool.submit(view.apply_sync, _order)
+            wait_until(lambda: len(client.outstanding) == 3, 10)  # the read is submitted
+        engine_gate.open()
+        assert reading.result(timeout=30) == "first"
+    assert running.get(timeout=30) == "through"

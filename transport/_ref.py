@@ -112,6 +112,18 @@ class ThreadPort:
         elif queued >= self.port.batch_limit:
             self.flush()  # a sender faster than the wire waits here instead of queueing more
 
+    def send_now(self, node: str, name: str, message: Message) -> None:
+        """Send `message` from this thread now (after what is queued for `node`)."""
+        with self._lock:
+            self.port.send(node, name, message)
+
+    @classmethod
+    def discard(cls, session: Session) -> None:
+        """Close the calling thread's port for `session`, if it has one."""
+        port = getattr(cls._local, "ports", {}).pop(id(session), None)
+        if port is not None:
+            port.close()
+
     def flush(self) -> None:
         """Send what is queued."""
         with self._lock:
