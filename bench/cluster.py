@@ -222,9 +222,13 @@ def _python_with(module: str, *given: str | None) -> str | None:
     for candidate in (*given, os.environ.get("IPP_PYTHON"), sys.executable):
         if not candidate:
             continue
-        probe = subprocess.run(
-            [candidate, "-c", f"import {module}"], capture_output=True, check=False
-        )
+        try:
+            probe = subprocess.run(
+                [candidate, "-c", f"import {module}"], capture_output=True, check=False
+            )
+        except OSError as e:
+            print(f"cannot run {candidate}: {e.strerror}; skipping it", file=sys.stderr)
+            continue
         if probe.returncode == 0:
             return candidate
     return None
