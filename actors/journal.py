@@ -4,7 +4,8 @@ A database folder holds
 
     snapshot.json   every record at some moment, TinyDB's layout {"tasks": {doc_id: record}}
     journal.jsonl   changes since that snapshot, one JSON array per line: ["i", record]
-                    (a record's state) or ["d", [msg_id, ...]] (removals)
+                    (a record's state), ["u", msg_id, fields] (fields set on a record
+                    journaled before) or ["d", [msg_id, ...]] (removals)
     blobs/          buffers of 64 KiB and more, one file each, named by their SHA-256
     lock            held (flock) by the one process that owns the folder
 
@@ -140,6 +141,10 @@ class Journal:
         if kind == "i":
             record = self._decode(op[1])
             records[record["msg_id"]] = record
+        elif kind == "u":
+            record = records.get(op[1])
+            if record is not None:  # else removed after the update: nothing to do
+                record.update(self._decode(op[2]))
         elif kind == "d":
             for msg_id in op[1]:
                 records.pop(msg_id, None)
@@ -163,6 +168,10 @@ class Journal:
     def insert(self, record: dict[str, Any]) -> None:
         """Journal a record: new, or its new state."""
         self._pending.append(self._encode(["i", record]))
+
+    def update(self, msg_id: str, fields: dict[str, Any]) -> None:
+        """Journal fields set on a record journaled before."""
+        self._pending.append(self._encode(["u", msg_id, fields]))
 
     def delete(self, msg_ids: list[str]) -> None:
         """Journal the removal of records."""
@@ -239,7 +248,7 @@ class Journal:
 
     def _tag(self, value: Any) -> Any:
         if isinstance(value, bytes | bytearray | memoryview):
-            data = bytes(value)  # zmq frames arrive as memoryviews
+            data = value if type(value) is bytes else bytes(value)  # frames: memoryviews
             if len(data) < BLOB_MIN:
                 return {"$bytes": base64.b64encode(data).decode("ascii")}
             digest = hashlib.sha256(data).hexdigest()

@@ -5,9 +5,10 @@ TinyDB's own write path reads, converts and writes back the whole table on every
 in place; TinyDB serves the queries (`search` with a compiled `Matcher`). Only the DB
 writer actor touches a store: TinyDB is not thread-safe.
 
-With a `Journal`, `commit()` journals the current state of every record changed since the
-last commit (one line per record, however often it changed: a task submitted and finished
-within one commit interval costs one line) and makes it durable. A record limit and a size limit bound the store: past either, the oldest finished
+With a `Journal`, `commit()` journals every record changed since the last commit, one line
+each however often it changed: a new record whole, one journaled before by the fields that
+changed (a task submitted in one commit interval and finished in the next writes its
+request once). Then it makes them durable. A record limit and a size limit bound the store: past either, the oldest finished
 records are culled; a pending task is never culled.
 """
 
@@ -60,7 +61,8 @@ class TaskStore:
         self.nbytes = 0
         self.pending: set[str] = set()
         self.culled = 0
-        self._dirty: dict[str, None] = {}  # changed since the last commit, in order
+        # changed since the last commit, in order: None for a new record, else changed keys
+        self._dirty: dict[str, set[str] | None] = {}
         if journal is not None:
             for record in journal.load().values():
                 self._add(record)
@@ -108,7 +110,12 @@ class TaskStore:
         if record.get("completed") is not None:
             self.pending.discard(msg_id)
         if self.journal is not None:
-            self._dirty[msg_id] = None
+            if msg_id not in self._dirty:
+                self._dirty[msg_id] = set(fields)
+            else:
+                changed = self._dirty[msg_id]
+                if changed is not None:
+                    changed.update(fields)
 
     def get(self, msg_id: str) -> dict[str, Any]:
         """The record of `msg_id` (a copy).
@@ -146,8 +153,12 @@ class TaskStore:
         if journal is None:
             return
         live, doc_ids = self._live, self._doc_ids
-        for msg_id in self._dirty:
-            journal.insert(live[doc_ids[msg_id]])
+        for msg_id, changed in self._dirty.items():
+            record = live[doc_ids[msg_id]]
+            if changed is None:
+                journal.insert(record)
+            else:
+                journal.update(msg_id, {key: record[key] for key in changed})
         self._dirty.clear()
         journal.commit()
 

@@ -54,6 +54,23 @@ def test_committed_changes_survive_without_a_clean_close(tmp_path: Path) -> None
     assert again.pending == {f"m{i}" for i in range(1, 100, 2)}
 
 
+def test_a_record_finished_after_a_commit_is_journaled_by_what_changed(tmp_path: Path) -> None:
+    store = _reopen(tmp_path)
+    assert store.journal is not None
+    store.insert(_record(7, size=1000))
+    store.commit()
+    written = store.journal.journal_bytes
+    _finish(store, 7)
+    store.update("m7", {"stdout": "hello"})
+    store.commit()
+    assert store.journal.journal_bytes - written < 300  # not the 1,000-byte request again
+    os.close(store.journal._lock_fd)  # as if the process died
+    record = _reopen(tmp_path).get("m7")
+    assert record["buffers"] == [bytes([7]) * 1000]
+    assert record["completed"] == NOW and record["result_buffers"] == [b"value 7"]
+    assert record["stdout"] == "hello"
+
+
 def _closed_with_three_records(folder: Path) -> Path:
     """Write three records to a file database in `folder` and close it; its journal."""
     store = _reopen(folder)
