@@ -56,6 +56,8 @@ __all__ = ["Engine", "Executor"]
 logger = logging.getLogger(__name__)
 
 _RETRY_EVERY = 0.5  # seconds between attempts to register with a restarted controller
+_WATCH_EVERY = 0.25  # seconds between looks at connections being made, while idle
+_VIA_LIMIT = 10_000  # results remembered for a resend through the controller
 
 
 @dataclass(frozen=True)
@@ -73,6 +75,8 @@ class Executor:
     Owns a port of its own (a second connection to the relay), so results leave without
     a hop through the engine actor; results finished while more work waits are batched.
     While the controller is away (`online` clear), results are held until `resume()`.
+    A result for a client this engine cannot connect to (behind a NAT, say) goes through
+    the relay or scheduler that sent the request, and so do later ones for that client.
     """
 
     def __init__(
@@ -89,6 +93,9 @@ class Executor:
         self.online = threading.Event()
         self.online.set()
         self._held: list[tuple[Address, TaskResult]] = []
+        self._resends: list[tuple[Address, TaskResult]] = []  # for clients out of reach
+        self._via: dict[str, Address] = {}  # msg_id -> where its result goes if not reached
+        self._unreachable: set[str] = set()  # client nodes this engine cannot connect to
         self._cond = threading.Condition()
         self._session = session
         self._addresses: dict[str, Address] = {}
@@ -126,27 +133,54 @@ class Executor:
             found = self._addresses[address] = Address.parse(address)
         return found
 
-    def _sends(self, result: TaskResult, request: Queued) -> list[tuple[Address, TaskResult]]:
+    def _sends(
+        self, result: TaskResult, request: Queued, port: Port
+    ) -> list[tuple[Address, TaskResult]]:
         """Where `result` goes: to its client if the engine answers it (`answers_client`),
         with a copy (without a large value) to the relay or scheduler; else only there."""
-        if result.direct:
-            value, copy = result.value, result
-            if value is not None and 0 < self._bulk_threshold <= value.nbytes:
-                copy = replace(result, value=None, bulk=value.nbytes)
-            return [
-                (self._reply_to(f"actor://{request.client}/client"), result),
-                (self._reply_to(request.reply), copy),
-            ]
-        return [(self._reply_to(request.reply), result)]
+        via = self._reply_to(request.reply)
+        if not result.direct:
+            return [(via, result)]
+        if request.client in self._unreachable:
+            return [(via, replace(result, direct=False))]
+        value, copy = result.value, result
+        if value is not None and 0 < self._bulk_threshold <= value.nbytes:
+            copy = replace(result, value=None, bulk=value.nbytes)
+        if not port.connected(request.client):  # in case the connection cannot be made
+            if len(self._via) >= _VIA_LIMIT:
+                self._via.pop(next(iter(self._via)))
+            self._via[result.msg_id] = via
+        return [(self._reply_to(f"actor://{request.client}/client"), result), (via, copy)]
 
     def _undelivered(self, node: str, items: list[Item]) -> None:
-        """Results sent as the controller went away: hold them until it is back. (One
-        for a client that is gone is dropped: the relay or scheduler has its copy.)"""
-        self._held.extend(
-            (Address(node, item.to), item.message)
-            for item in items
-            if item.to != "client" and isinstance(item.message, TaskResult)
-        )
+        """Results that could not be sent. For the controller (gone away): held until it
+        is back. For a client this engine cannot reach: through the controller instead."""
+        for item in items:
+            result = item.message
+            if not isinstance(result, TaskResult):
+                continue
+            if item.to != "client":
+                self._held.append((Address(node, item.to), result))
+                continue
+            if node not in self._unreachable:
+                self._unreachable.add(node)
+                logger.warning(
+                    "cannot connect to the client at %s: its results go through the controller",
+                    node,
+                )
+            via = self._via.pop(result.msg_id, self._relay)
+            self._resends.append((via, replace(result, direct=False)))
+
+    def _resend(self, port: Port) -> None:
+        """Send the results of clients out of reach through the controller."""
+        resends, self._resends = self._resends, []
+        for to, result in resends:
+            if self.online.is_set():
+                port.post(to.node, to.name, result)
+            else:
+                self._held.append((to, result))
+        if resends:
+            port.flush()
 
     def resume(self) -> None:
         """The controller is back: send the results held while it was away."""
@@ -164,11 +198,7 @@ class Executor:
         port = Port(self._session, on_undelivered=self._undelivered)
         try:
             while True:
-                with self._cond:
-                    while not self._queue:
-                        self._cond.wait()
-                    request = self._queue.popleft()
-                    more = bool(self._queue)
+                request, more = self._next(port)
                 if request is None:
                     return
                 if isinstance(request, _Resume):
@@ -181,15 +211,31 @@ class Executor:
                 self.running = request.msg_id
                 result = self.kernel.run(request)
                 self.running = None
-                for to, message in self._sends(result, request):
+                for to, message in self._sends(result, request, port):
                     if to.name != "client" and not self.online.is_set():
                         self._held.append((to, message))  # for the controller, once back
                     elif port.post(to.node, to.name, message) >= port.batch_limit:
                         port.flush()
                 if not more:
                     port.flush()
+                    self._resend(port)
         finally:
             port.close()
+
+    def _next(self, port: Port) -> tuple[Queued | _Resume | None, bool]:
+        """The next request, and whether more wait. While results went to connections
+        not yet made, look at them now and then (their owner reads them only here)."""
+        while True:
+            with self._cond:
+                if not self._queue and port.connecting:
+                    self._cond.wait(_WATCH_EVERY)
+                while not self._queue and not port.connecting:
+                    self._cond.wait()
+                if self._queue:
+                    request = self._queue.popleft()
+                    return request, bool(self._queue)
+            port.check_connections()
+            self._resend(port)
 
 
 class Engine(SocketActor):

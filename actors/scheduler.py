@@ -213,7 +213,10 @@ class TaskScheduler(SocketActor):
     def _result(self, result: TaskResult) -> None:
         task = self.running.pop(result.msg_id, None)
         if task is None:
-            logger.debug("result of unknown or already failed task %s", result.msg_id)
+            if not result.direct and result.client:  # an engine cannot reach the client
+                self.send(f"actor://{result.client}/client", result)
+            else:
+                logger.debug("result of unknown or already failed task %s", result.msg_id)
             return
         if task.engine in self.loads:
             self.loads[task.engine] -= 1

@@ -12,6 +12,7 @@ from contextlib import contextmanager
 
 import numpy as np
 import pytest
+import zmq
 from actorcluster.transport import actor_of
 from actorcluster.transport._inbox import FdReady
 
@@ -215,3 +216,23 @@ def test_a_blocking_call_does_not_overtake_requests_still_in_flight(
         engine_gate.open()
         assert reading.result(timeout=30) == "first"
     assert running.get(timeout=30) == "through"
+
+
+def test_results_for_a_client_the_engines_cannot_reach_come_through_the_controller() -> None:
+    # As for a laptop behind a NAT: it reaches the engines, they cannot connect back.
+    with Cluster(n=1, mode="inprocess") as rc:
+        io = actor_of(rc._io)
+        closed = threading.Event()
+
+        def stop_listening() -> None:
+            assert io.router is not None
+            io.router.unbind(io.router.get_string(zmq.LAST_ENDPOINT))
+            closed.set()
+
+        rc._io.tell(FdReady(stop_listening))
+        assert closed.wait(10)
+        balanced = rc.load_balanced_view().apply_async(lambda: "balanced")
+        assert balanced.get(timeout=30) == "balanced"  # the scheduler had only its copy
+        direct = rc[0].apply_async(lambda: "direct")
+        assert direct.get(timeout=30) == "direct"
+        assert rc[0].apply_async(lambda: "again").get(timeout=30) == "again"

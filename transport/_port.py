@@ -250,6 +250,11 @@ class Port:
             if items:
                 self._deliver(target, self.session.pack(items, header=self._header), items)
 
+    @property
+    def connecting(self) -> bool:
+        """Whether messages went to connections not yet confirmed (`check_connections`)."""
+        return any(self._unconfirmed.values())
+
     def connected(self, node: str) -> bool:
         """Whether a connection to `node` is up (a hint for other threads: it may drop)."""
         return node in self._dealers and node not in self._unconfirmed
