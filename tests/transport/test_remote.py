@@ -149,7 +149,10 @@ def test_death_watch_fires_when_the_remote_actor_stops(
     assert ref.ask(Echo(text="sync"), block=True, timeout=5) == "sync"
     ref.tell(Quit())
     terminated = seen.get(timeout=10)
-    assert terminated == Terminated(address=peer.address, reason="stopped")
+    assert terminated.address == peer.address
+    # "stopped", or the drop of the stopped actor's node if ZeroMQ reports it first (a
+    # connection that ends takes the messages not yet read off it along)
+    assert terminated.reason in ("stopped", "node unreachable: its connection dropped")
     assert actor_of(watcher).node  # the watcher is still serving
 
 
