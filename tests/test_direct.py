@@ -236,3 +236,4 @@ def test_results_for_a_client_the_engines_cannot_reach_come_through_the_controll
         direct = rc[0].apply_async(lambda: "direct")
         assert direct.get(timeout=30) == "direct"
         assert rc[0].apply_async(lambda: "again").get(timeout=30) == "again"
+        rc.abort(targets=0, block=False).get(timeout=30)  # the engine answers on our connection

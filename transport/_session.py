@@ -290,8 +290,9 @@ class Session:
             WireError: the message is malformed, unsigned, replayed or of an unknown type.
         """
         limits = self.limits
-        if len(frames) > limits.max_frames:
-            raise WireError("too_many_frames", f"{len(frames)} frames")
+        count = len(frames)
+        if count > limits.max_frames:
+            raise WireError("too_many_frames", f"{count} frames")
         try:
             at = _find_delim(frames, limits.max_idents)
         except ValueError:
@@ -334,15 +335,7 @@ class Session:
                 {kind for (_, _, kind), c in zip(routing, classes, strict=True) if c is None}
             )
             raise WireError("unknown_type", f"msg_type {unknown or header['msg_type']!r}")
-        token = incoming_digests.set(
-            None if verify_buffers else {id(b): d for b, d in zip(buffers, digests, strict=True)}
-        )
-        try:
-            messages = pickle.loads(bytes(body[3]), buffers=buffers)
-        except Exception as e:  # noqa: BLE001 - a signed but undecodable content is still dropped
-            raise WireError("bad_content", f"{type(e).__name__}: {e}") from None
-        finally:
-            incoming_digests.reset(token)
+        messages = self._messages(body[3], buffers, None if verify_buffers else digests)
         if type(messages) is not list or len(messages) != len(routing):
             raise WireError("bad_content", "content does not match the header's items")
         items = []
@@ -352,6 +345,20 @@ class Session:
             items.append(Item(to, cid if isinstance(cid, str) else None, message))
         idents = [bytes(f) for f in frames[:at]]
         return Incoming(idents, header, parent, metadata, items)
+
+    @staticmethod
+    def _messages(content: Frame, buffers: list[memoryview], digests: list[str] | None) -> Any:
+        """Unpickle the content; `digests`: attach them to the buffers' `Payload`s."""
+        token = None
+        if buffers and digests is not None:  # without buffers, no Payload has digests
+            token = incoming_digests.set({id(b): d for b, d in zip(buffers, digests, strict=True)})
+        try:
+            return pickle.loads(content, buffers=buffers)
+        except Exception as e:  # noqa: BLE001 - a signed but undecodable content is still dropped
+            raise WireError("bad_content", f"{type(e).__name__}: {e}") from None
+        finally:
+            if token is not None:
+                incoming_digests.reset(token)
 
     def drop(self, error: WireError, where: str) -> None:
         """Count and (rate-limited) log a refused message."""
