@@ -32,7 +32,6 @@ from actorcluster.actors.records import (
     finished_fields,
     request_of,
     result_of,
-    submitted_record,
 )
 from actorcluster.actors.store import TaskStore
 from actorcluster.transport import Address, Session, SocketActor
@@ -187,19 +186,13 @@ class DBWriter(SocketActor):
 
     # -- recording --------------------------------------------------------------------------
     def _log(self, log: TaskLog) -> None:
-        store, engines = self.store, self.engines
+        store, engines, queue = self.store, self.engines, log.queue
         for when, item in log.submitted:
-            engine = getattr(item, "engine", -1)
-            store.insert(submitted_record(when, item, log.queue, engines.get(engine)))
+            store.submitted(when, item, queue, engines.get(getattr(item, "engine", -1)))
         for _when, msg_id, engine in log.assigned:
-            if msg_id in store:
-                store.update(msg_id, {"engine_uuid": engines.get(engine)})
+            store.assigned(msg_id, engines.get(engine))
         for when, result in log.finished:
-            fields = finished_fields(when, result, engines.get(result.engine))
-            if result.msg_id in store:
-                store.update(result.msg_id, fields)
-            else:  # its submission was culled, or recorded by a controller before this one
-                store.insert({"msg_id": result.msg_id, "queue": log.queue, **fields})
+            store.finished(when, result, queue, engines.get(result.engine))
             waiting = self.watchers.pop(result.msg_id, None)
             for client in waiting or ():
                 self.send(f"actor://{client}/client", result)

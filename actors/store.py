@@ -5,10 +5,10 @@ TinyDB's own write path reads, converts and writes back the whole table on every
 in place; TinyDB serves the queries (`search` with a compiled `Matcher`). Only the DB
 writer actor touches a store: TinyDB is not thread-safe.
 
-With a `Journal`, `commit()` journals every record changed since the last commit, one line
-each however often it changed: a new record whole, one journaled before by the fields that
-changed (a task submitted in one commit interval and finished in the next writes its
-request once). Then it makes them durable. A record limit and a size limit bound the store: past either, the oldest finished
+With a `Journal`, every change is journaled as the operation that made it: for the DB
+writer's events, the event itself (`submitted`, `assigned`, `finished`: the messages it was
+told, which replay turns into the same records), else the record or fields written.
+`commit()` makes them durable. A record limit and a size limit bound the store: past either, the oldest finished
 records are culled; a pending task is never culled.
 """
 
@@ -19,8 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from actorcluster.actors.journal import Journal
+from actorcluster.actors.messages import Request, SubmitTask, TaskResult
 from actorcluster.actors.query import compile_query
-from actorcluster.actors.records import as_bytes
+from actorcluster.actors.records import as_bytes, finished_fields, submitted_record
 from tinydb import TinyDB
 from tinydb.storages import MemoryStorage
 
@@ -61,11 +62,12 @@ class TaskStore:
         self.nbytes = 0
         self.pending: set[str] = set()
         self.culled = 0
-        # changed since the last commit, in order: None for a new record, else changed keys
-        self._dirty: dict[str, set[str] | None] = {}
         if journal is not None:
-            for record in journal.load().values():
+            records, operations = journal.load()
+            for record in records.values():
                 self._add(record)
+            for operation in operations:
+                self._apply(operation)
 
     def __len__(self) -> int:
         return len(self._live)
@@ -73,19 +75,76 @@ class TaskStore:
     def __contains__(self, msg_id: object) -> bool:
         return msg_id in self._doc_ids
 
+    # -- the DB writer's events ----------------------------------------------------------------
+    def submitted(
+        self, when: float, item: Request | SubmitTask, queue: str, engine_uuid: str | None
+    ) -> None:
+        """A request (direct) or task (load-balanced) arrived at `when`."""
+        self._write(("S", when, item, queue, engine_uuid))
+
+    def assigned(self, msg_id: str, engine_uuid: str | None) -> None:
+        """The task `msg_id` went to the engine `engine_uuid`."""
+        self._write(("A", msg_id, engine_uuid))
+
+    def finished(
+        self, when: float, result: TaskResult, queue: str, engine_uuid: str | None
+    ) -> None:
+        """The final result of a task arrived at `when`."""
+        self._write(("F", when, result, queue, engine_uuid))
+
+    # -- plain writes ---------------------------------------------------------------------------
     def insert(self, record: dict[str, Any]) -> None:
         """Add a record (it must have a `msg_id`). A known msg_id only gets the fields it
         lacks: a direct task's result may be recorded before its request."""
+        self._write(("i", dict(record)))
+
+    def update(self, msg_id: str, fields: dict[str, Any]) -> None:
+        """Set `fields` on the record of `msg_id`.
+
+        Raises:
+            UnknownTask: no record has that msg_id.
+        """
+        self._record(msg_id)
+        self._write(("u", msg_id, dict(fields)))
+
+    def _write(self, operation: tuple[Any, ...]) -> None:
+        self._apply(operation)
+        if self.journal is not None:
+            self.journal.append(operation)
+        if len(self._live) > self.record_limit or self.nbytes > self.size_limit:
+            self._cull()
+
+    def _apply(self, operation: tuple[Any, ...]) -> None:
+        """Make the change `operation` describes (also when replaying the journal)."""
+        match operation:
+            case ("S", when, item, queue, engine_uuid):
+                self._insert(submitted_record(when, item, queue, engine_uuid))
+            case ("A", msg_id, engine_uuid):
+                if msg_id in self._doc_ids:
+                    self._update(msg_id, {"engine_uuid": engine_uuid})
+            case ("F", when, result, queue, engine_uuid):
+                fields = finished_fields(when, result, engine_uuid)
+                if result.msg_id in self._doc_ids:
+                    self._update(result.msg_id, fields)
+                else:  # its submission was culled, or recorded by a controller before this one
+                    self._insert({"msg_id": result.msg_id, "queue": queue, **fields})
+            case ("i", record):
+                self._insert(record)
+            case ("u", msg_id, fields):
+                if msg_id in self._doc_ids:  # else removed since
+                    self._update(msg_id, fields)
+            case ("d", msg_ids):
+                self._remove(msg_ids)
+            case _:
+                raise ValueError(f"unknown task database operation {operation[:1]!r}")
+
+    def _insert(self, record: dict[str, Any]) -> None:
         msg_id = record["msg_id"]
         if msg_id in self._doc_ids:
             known = self._record(msg_id)
-            self.update(msg_id, {k: v for k, v in record.items() if known.get(k) is None})
-            return
-        self._add(dict(record))
-        if self.journal is not None:
-            self._dirty[msg_id] = None
-        if len(self._live) > self.record_limit or self.nbytes > self.size_limit:
-            self._cull()
+            self._update(msg_id, {k: v for k, v in record.items() if known.get(k) is None})
+        else:
+            self._add(record)
 
     def _add(self, record: dict[str, Any]) -> None:
         doc_id = str(self._next)
@@ -96,12 +155,7 @@ class TaskStore:
         if record.get("completed") is None:
             self.pending.add(record["msg_id"])
 
-    def update(self, msg_id: str, fields: dict[str, Any]) -> None:
-        """Set `fields` on the record of `msg_id`.
-
-        Raises:
-            UnknownTask: no record has that msg_id.
-        """
+    def _update(self, msg_id: str, fields: dict[str, Any]) -> None:
         record = self._record(msg_id)
         for key in _BUFFERS:
             if key in fields:
@@ -109,13 +163,6 @@ class TaskStore:
         record.update(fields)
         if record.get("completed") is not None:
             self.pending.discard(msg_id)
-        if self.journal is not None:
-            if msg_id not in self._dirty:
-                self._dirty[msg_id] = set(fields)
-            else:
-                changed = self._dirty[msg_id]
-                if changed is not None:
-                    changed.update(fields)
 
     def get(self, msg_id: str) -> dict[str, Any]:
         """The record of `msg_id` (a copy).
@@ -131,36 +178,26 @@ class TaskStore:
 
     def remove(self, msg_ids: Iterable[str]) -> None:
         """Forget these records (unknown ids are ignored)."""
-        removed = []
+        known = [m for m in msg_ids if m in self._doc_ids]
+        if known:
+            self._write(("d", known))
+
+    def _remove(self, msg_ids: list[str]) -> None:
         for msg_id in msg_ids:
             doc_id = self._doc_ids.pop(msg_id, None)
             if doc_id is not None:
                 self.nbytes -= _size(self._live.pop(doc_id))
                 self.pending.discard(msg_id)
-                self._dirty.pop(msg_id, None)
-                removed.append(msg_id)
-        if self.journal is not None:
-            self.journal.delete(removed)
 
     @property
     def dirty(self) -> bool:
         """Whether changes wait for `commit()`."""
-        return bool(self._dirty) or (self.journal is not None and self.journal.dirty)
+        return self.journal is not None and self.journal.dirty
 
     def commit(self) -> None:
-        """Journal every record changed since the last commit and make it durable."""
-        journal = self.journal
-        if journal is None:
-            return
-        live, doc_ids = self._live, self._doc_ids
-        for msg_id, changed in self._dirty.items():
-            record = live[doc_ids[msg_id]]
-            if changed is None:
-                journal.insert(record)
-            else:
-                journal.update(msg_id, {key: record[key] for key in changed})
-        self._dirty.clear()
-        journal.commit()
+        """Make every journaled change durable."""
+        if self.journal is not None:
+            self.journal.commit()
 
     def snapshot(self) -> None:
         """Commit, then write every record as the journal's new snapshot."""

@@ -7,7 +7,8 @@ Prints
 - query latency for a msg_id $in of 100 ids and a `completed $ne None` scan at 100k;
 - restart time at 100k records: replaying the journal, and loading a snapshot;
 - no-op load-balanced tasks/s of a 2-engine process cluster with no task database, the
-  in-memory one and the file one (rounds interleaved, median), and the cost of each.
+  in-memory one and the file one (rounds interleaved, median and range), the cost of each,
+  and the controller's CPU time per task (steadier than throughput on a shared machine).
 
 Run: python bench/taskdb.py [--tasks 5000] [--rounds 3]
 """
@@ -120,34 +121,59 @@ def store_rows(folder: Path) -> list[tuple[str, str]]:
     return rows
 
 
-def lb_rate(db: str, tasks: int) -> float:
+def lb_rate(db: str, tasks: int) -> tuple[float, float]:
+    """Tasks/s end to end, and the controller's CPU time per task (us)."""
+    import psutil
+
     from actorcluster import Cluster
 
-    with Cluster(n=2, db=db) as rc:
-        view = rc.load_balanced_view()
-        for _ in range(200):
-            view.apply_sync(_noop)
-        started = time.perf_counter()
-        ars = [view.apply_async(_noop) for _ in range(tasks)]
-        for ar in ars:
-            ar.get(timeout=600)
-        return tasks / (time.perf_counter() - started)
+    cluster = Cluster(n=2, db=db).start()
+    try:
+        assert cluster.controller_process is not None
+        controller = psutil.Process(cluster.controller_process.pid)
+        with cluster.connect_client() as rc:
+            view = rc.load_balanced_view()
+            for _ in range(200):
+                view.apply_sync(_noop)
+            cpu = sum(controller.cpu_times()[:2])
+            started = time.perf_counter()
+            ars = [view.apply_async(_noop) for _ in range(tasks)]
+            for ar in ars:
+                ar.get(timeout=600)
+            rate = tasks / (time.perf_counter() - started)
+            return rate, (sum(controller.cpu_times()[:2]) - cpu) / tasks * 1e6
+    finally:
+        cluster.stop()
 
 
 def cluster_rows(folder: Path, tasks: int, rounds: int) -> list[tuple[str, str]]:
     kinds = {"none": "none", "memory": "memory", "file": str(folder / "cluster-db")}
     rates: dict[str, list[float]] = {kind: [] for kind in kinds}
+    cpus: dict[str, list[float]] = {kind: [] for kind in kinds}
     for _ in range(rounds):
         for kind, db in kinds.items():
             shutil.rmtree(folder / "cluster-db", ignore_errors=True)
-            rates[kind].append(lb_rate(db, tasks))
+            rate, cpu = lb_rate(db, tasks)
+            rates[kind].append(rate)
+            cpus[kind].append(cpu)
     medians = {kind: statistics.median(values) for kind, values in rates.items()}
     rows = []
     for kind in kinds:
         cost = 1 - medians[kind] / medians["none"]
         note = "" if kind == "none" else f"  (cost {cost:+.1%}; target < 10%)"
+        spread = f"  [{min(rates[kind]):,.0f}-{max(rates[kind]):,.0f}]"
         rows.append(
-            (f"load-balanced no-op tasks/s, database {kind}", f"{medians[kind]:,.0f}{note}")
+            (
+                f"load-balanced no-op tasks/s, database {kind}",
+                f"{medians[kind]:,.0f}{note}{spread}",
+            )
+        )
+    for kind in kinds:
+        rows.append(
+            (
+                f"  controller CPU per task, database {kind} (us)",
+                f"{statistics.median(cpus[kind]):.0f}",
+            )
         )
     return rows
 

@@ -10,7 +10,9 @@ from typing import Any
 
 import pytest
 from actorcluster.actors.journal import BLOB_MIN, DatabaseCorrupt, DatabaseLocked, Journal
+from actorcluster.actors.messages import Apply, SubmitTask, TaskResult
 from actorcluster.actors.store import TaskStore, open_store
+from actorcluster.transport import serialize
 
 NOW = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
 
@@ -71,23 +73,57 @@ def test_a_record_finished_after_a_commit_is_journaled_by_what_changed(tmp_path:
     assert record["stdout"] == "hello"
 
 
+def test_replayed_events_make_the_records_the_events_made(tmp_path: Path) -> None:
+    request = Apply(msg_id="e1", client="127.0.0.1:1", engine=-1, payload=serialize((1, "x")))
+    task = SubmitTask(request=request, targets=(0,), retries=1)
+    result = TaskResult(msg_id="e1", engine=0, status="ok", value=serialize(2), metadata={})
+    late = TaskResult(msg_id="e2", engine=0, status="ok", value=serialize(3), metadata={})
+    stores = [_reopen(tmp_path), TaskStore()]
+    for store in stores:
+        store.submitted(1.0, task, "task", None)
+        store.assigned("e1", "engine-0")
+        store.finished(2.0, result, "task", "engine-0")
+        store.finished(3.0, late, "task", None)  # its submission never heard of
+    file_store, memory = stores
+    file_store.commit()
+    assert file_store.journal is not None
+    os.close(file_store.journal._lock_fd)  # as if the process died
+    again = _reopen(tmp_path)
+    for msg_id in ("e1", "e2"):
+        assert again.get(msg_id) == memory.get(msg_id)
+    assert again.get("e1")["engine_uuid"] == "engine-0" and not again.pending
+
+
 def _closed_with_three_records(folder: Path) -> Path:
-    """Write three records to a file database in `folder` and close it; its journal."""
+    """Write three records to a file database in `folder`, one commit (frame) each, and
+    close it; return its journal."""
     store = _reopen(folder)
     assert store.journal is not None
     for i in range(3):
         store.insert(_record(i))
+        store.commit()
     store.close()
-    return folder / "journal.jsonl"
+    return folder / "journal.bin"
 
 
-def test_a_torn_last_line_is_ignored_and_cut_off(tmp_path: Path) -> None:
+def _frames(journal: Path) -> list[tuple[int, int]]:
+    """(offset, end) of each frame of `journal`."""
+    data, offset, frames = journal.read_bytes(), 0, []
+    while offset < len(data):
+        end = offset + 8 + int.from_bytes(data[offset : offset + 4], "little")
+        frames.append((offset, end))
+        offset = end
+    return frames
+
+
+def test_a_torn_last_frame_is_ignored_and_cut_off(tmp_path: Path) -> None:
     journal = _closed_with_three_records(tmp_path)
+    intact = journal.stat().st_size
     with journal.open("ab") as f:
-        f.write(b'["u","m1",{"completed":{"$da')  # the process died mid-write
+        f.write((1000).to_bytes(4, "little") + b"\0\0\0\0" + b"half a frame")  # died mid-write
     again = _reopen(tmp_path)
     assert len(again) == 3 and "m1" in again.pending
-    assert journal.read_bytes().endswith(b"\n")  # new lines will not follow the torn one
+    assert journal.stat().st_size == intact  # new frames will not follow the torn one
 
 
 def test_a_damaged_file_is_refused_by_name_and_left_untouched(tmp_path: Path) -> None:
@@ -106,13 +142,15 @@ def test_a_damaged_file_is_refused_by_name_and_left_untouched(tmp_path: Path) ->
     assert any(p.name.startswith("snapshot.json.corrupt-") for p in tmp_path.iterdir())
 
 
-def test_a_damaged_line_inside_the_journal_is_refused(tmp_path: Path) -> None:
+def test_a_damaged_frame_inside_the_journal_is_refused(tmp_path: Path) -> None:
     journal = _closed_with_three_records(tmp_path)
-    lines = journal.read_bytes().split(b"\n")
-    lines[1] = b"garbage"
-    journal.write_bytes(b"\n".join(lines))
-    with pytest.raises(DatabaseCorrupt, match=r"journal\.jsonl"):
+    data = bytearray(journal.read_bytes())
+    start, end = _frames(journal)[1]
+    data[(start + end) // 2] ^= 0xFF  # one flipped byte in the second of three frames
+    journal.write_bytes(bytes(data))
+    with pytest.raises(DatabaseCorrupt, match=r"journal\.bin"):
         _reopen(tmp_path)
+    assert journal.read_bytes() == bytes(data)  # left as it was
     kept = _reopen(tmp_path, recover=True)
     assert [r["msg_id"] for r in kept.records()] == ["m0"]
 
@@ -126,15 +164,17 @@ def test_a_second_owner_of_the_folder_is_refused(tmp_path: Path) -> None:
     Journal(tmp_path).close()  # free again once the owner let go
 
 
-def test_big_buffers_live_in_blobs_and_a_snapshot_drops_unused_ones(tmp_path: Path) -> None:
+def test_big_buffers_of_a_snapshot_live_in_blobs_and_unused_ones_are_dropped(
+    tmp_path: Path,
+) -> None:
     store = _reopen(tmp_path)
     assert store.journal is not None
     store.insert(_record(1, size=BLOB_MIN))
     store.insert(_record(2, size=BLOB_MIN + 1))
-    store.commit()
+    store.snapshot()
     blobs = tmp_path / "blobs"
     assert len(list(blobs.iterdir())) == 2
-    assert (tmp_path / "journal.jsonl").stat().st_size < BLOB_MIN  # not inside the JSON
+    assert (tmp_path / "snapshot.json").stat().st_size < BLOB_MIN  # not inside the JSON
     store.remove(["m1"])
     store.snapshot()
     assert len(list(blobs.iterdir())) == 1
