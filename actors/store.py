@@ -5,15 +5,17 @@ TinyDB's own write path reads, converts and writes back the whole table on every
 in place; TinyDB serves the queries (`search` with a compiled `Matcher`). Only the DB
 writer actor touches a store: TinyDB is not thread-safe.
 
-With a `Journal`, every change is journaled as the operation that made it: for the DB
-writer's events, the event itself (`submitted`, `assigned`, `finished`: the messages it was
-told, which replay turns into the same records), else the record or fields written.
-`commit()` makes them durable. A record limit and a size limit bound the store: past either, the oldest finished
+Every change is an operation: for the DB writer's events, the event itself (`submitted`,
+`assigned`, `finished`: the messages it was told), else the record or fields written.
+Operations are queued and applied, in order, when something reads the store: records are
+built when they are looked at, not while tasks stream through. With a `Journal`, the
+operations are journaled as they come (`commit()` makes them durable) and replayed at start. A record limit and a size limit bound the store: past either, the oldest finished
 records are culled; a pending task is never culled.
 """
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -32,6 +34,7 @@ __all__ = ["TaskStore", "open_store"]
 _TABLE = "tasks"
 _BUFFERS = ("buffers", "result_buffers")
 _OVERHEAD = 512  # bytes a record costs besides its buffers, roughly
+_MANY = 1000  # queued operations past which applying them pauses the garbage collector
 
 
 class TaskStore:
@@ -59,20 +62,41 @@ class TaskStore:
         self.journal = journal
         self.record_limit = record_limit
         self.size_limit = size_limit
-        self.nbytes = 0
-        self.pending: set[str] = set()
+        self._bytes = 0
+        self._pending: set[str] = set()
         self.culled = 0
+        self._queued: list[tuple[Any, ...]] = []  # operations not applied yet
+        self._queued_records = 0  # records they may add
+        self._queued_bytes = 0  # buffer bytes they may add
         if journal is not None:
             records, operations = journal.load()
-            for record in records.values():
-                self._add(record)
-            for operation in operations:
-                self._apply(operation)
+            gc.disable()  # many new containers at once: collections would rescan them all
+            try:
+                for record in records.values():
+                    self._add(record)
+            finally:
+                gc.enable()
+            self._queued = operations
+            self._settle()
+
+    @property
+    def pending(self) -> set[str]:
+        """The msg_ids of tasks without a final result."""
+        self._settle()
+        return self._pending
+
+    @property
+    def nbytes(self) -> int:
+        """Buffer bytes kept (plus a per-record overhead)."""
+        self._settle()
+        return self._bytes
 
     def __len__(self) -> int:
+        self._settle()
         return len(self._live)
 
     def __contains__(self, msg_id: object) -> bool:
+        self._settle()
         return msg_id in self._doc_ids
 
     # -- the DB writer's events ----------------------------------------------------------------
@@ -80,7 +104,11 @@ class TaskStore:
         self, when: float, item: Request | SubmitTask, queue: str, engine_uuid: str | None
     ) -> None:
         """A request (direct) or task (load-balanced) arrived at `when`."""
-        self._write(("S", when, item, queue, engine_uuid))
+        request = item.request if isinstance(item, SubmitTask) else item
+        payload = getattr(request, "payload", None)
+        self._write(
+            ("S", when, item, queue, engine_uuid), 1, 0 if payload is None else payload.nbytes
+        )
 
     def assigned(self, msg_id: str, engine_uuid: str | None) -> None:
         """The task `msg_id` went to the engine `engine_uuid`."""
@@ -90,13 +118,16 @@ class TaskStore:
         self, when: float, result: TaskResult, queue: str, engine_uuid: str | None
     ) -> None:
         """The final result of a task arrived at `when`."""
-        self._write(("F", when, result, queue, engine_uuid))
+        value = result.value
+        self._write(
+            ("F", when, result, queue, engine_uuid), 0, 0 if value is None else value.nbytes
+        )
 
     # -- plain writes ---------------------------------------------------------------------------
     def insert(self, record: dict[str, Any]) -> None:
         """Add a record (it must have a `msg_id`). A known msg_id only gets the fields it
         lacks: a direct task's result may be recorded before its request."""
-        self._write(("i", dict(record)))
+        self._write(("i", dict(record)), 1, _size(record))
 
     def update(self, msg_id: str, fields: dict[str, Any]) -> None:
         """Set `fields` on the record of `msg_id`.
@@ -104,15 +135,40 @@ class TaskStore:
         Raises:
             UnknownTask: no record has that msg_id.
         """
+        self._settle()
         self._record(msg_id)
         self._write(("u", msg_id, dict(fields)))
 
-    def _write(self, operation: tuple[Any, ...]) -> None:
-        self._apply(operation)
+    def _write(self, operation: tuple[Any, ...], records: int = 0, nbytes: int = 0) -> None:
+        """Queue `operation` (which may add `records` records of `nbytes`) and journal it."""
+        self._queued.append(operation)
         if self.journal is not None:
             self.journal.append(operation)
-        if len(self._live) > self.record_limit or self.nbytes > self.size_limit:
-            self._cull()
+        self._queued_records += records
+        self._queued_bytes += nbytes
+        if (
+            len(self._live) + self._queued_records > self.record_limit
+            or self._bytes + self._queued_bytes > self.size_limit
+        ):
+            self._settle()
+            if len(self._live) > self.record_limit or self._bytes > self.size_limit:
+                self._cull()
+
+    def _settle(self) -> None:
+        """Apply the queued operations, in order."""
+        if not self._queued:
+            return
+        queued, self._queued = self._queued, []
+        self._queued_records = self._queued_bytes = 0
+        collecting = gc.isenabled() and len(queued) > _MANY
+        if collecting:
+            gc.disable()  # many new records at once: collections would rescan them all
+        try:
+            for operation in queued:
+                self._apply(operation)
+        finally:
+            if collecting:
+                gc.enable()
 
     def _apply(self, operation: tuple[Any, ...]) -> None:
         """Make the change `operation` describes (also when replaying the journal)."""
@@ -151,18 +207,18 @@ class TaskStore:
         self._next += 1
         self._live[doc_id] = record
         self._doc_ids[record["msg_id"]] = doc_id
-        self.nbytes += _size(record)
+        self._bytes += _size(record)
         if record.get("completed") is None:
-            self.pending.add(record["msg_id"])
+            self._pending.add(record["msg_id"])
 
     def _update(self, msg_id: str, fields: dict[str, Any]) -> None:
         record = self._record(msg_id)
         for key in _BUFFERS:
             if key in fields:
-                self.nbytes += _nbytes(fields[key]) - _nbytes(record.get(key))
+                self._bytes += _nbytes(fields[key]) - _nbytes(record.get(key))
         record.update(fields)
         if record.get("completed") is not None:
-            self.pending.discard(msg_id)
+            self._pending.discard(msg_id)
 
     def get(self, msg_id: str) -> dict[str, Any]:
         """The record of `msg_id` (a copy).
@@ -170,14 +226,17 @@ class TaskStore:
         Raises:
             UnknownTask: no record has that msg_id.
         """
+        self._settle()
         return dict(self._record(msg_id))
 
     def records(self) -> Iterable[dict[str, Any]]:
         """Every record, oldest first (for a snapshot)."""
+        self._settle()
         return self._live.values()
 
     def remove(self, msg_ids: Iterable[str]) -> None:
         """Forget these records (unknown ids are ignored)."""
+        self._settle()
         known = [m for m in msg_ids if m in self._doc_ids]
         if known:
             self._write(("d", known))
@@ -186,8 +245,8 @@ class TaskStore:
         for msg_id in msg_ids:
             doc_id = self._doc_ids.pop(msg_id, None)
             if doc_id is not None:
-                self.nbytes -= _size(self._live.pop(doc_id))
-                self.pending.discard(msg_id)
+                self._bytes -= _size(self._live.pop(doc_id))
+                self._pending.discard(msg_id)
 
     @property
     def dirty(self) -> bool:
@@ -203,7 +262,7 @@ class TaskStore:
         """Commit, then write every record as the journal's new snapshot."""
         if self.journal is not None:
             self.commit()
-            self.journal.snapshot(iter(self._live.values()))
+            self.journal.snapshot(iter(self.records()))
 
     def close(self) -> None:
         """Commit, and let go of the journal's files."""
@@ -214,11 +273,11 @@ class TaskStore:
     def _cull(self) -> None:
         """Remove the oldest finished records until a tenth below both limits."""
         records, size = int(self.record_limit * 0.9), int(self.size_limit * 0.9)
-        count, nbytes, doomed = len(self._live), self.nbytes, []
+        count, nbytes, doomed = len(self._live), self._bytes, []
         for record in self._live.values():
             if count <= records and nbytes <= size:
                 break
-            if record["msg_id"] not in self.pending:
+            if record["msg_id"] not in self._pending:
                 doomed.append(record["msg_id"])
                 count -= 1
                 nbytes -= _size(record)
@@ -236,6 +295,7 @@ class TaskStore:
             BadQuery: the query is outside the supported subset.
         """
         matcher = compile_query(query)
+        self._settle()
         wanted = query.get("msg_id")
         if isinstance(wanted, str) or (isinstance(wanted, dict) and set(wanted) == {"$in"}):
             ids = [wanted] if isinstance(wanted, str) else wanted["$in"]
