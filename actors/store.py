@@ -7,8 +7,9 @@ writer actor touches a store: TinyDB is not thread-safe.
 
 Every change is an operation: for the DB writer's events, the event itself (`submitted`,
 `assigned`, `finished`: the messages it was told), else the record or fields written.
-Operations are queued and applied, in order, when something reads the store: records are
-built when they are looked at, not while tasks stream through. With a `Journal`, the
+Operations are queued and applied, in order, when something reads the store (or the queue
+is long): records are built when they are looked at, not while a burst of tasks streams
+through. With a `Journal`, the
 operations are journaled as they come (`commit()` makes them durable) and replayed at start. A record limit and a size limit bound the store: past either, the oldest finished
 records are culled; a pending task is never culled.
 """
@@ -35,6 +36,9 @@ _TABLE = "tasks"
 _BUFFERS = ("buffers", "result_buffers")
 _OVERHEAD = 512  # bytes a record costs besides its buffers, roughly
 _MANY = 1000  # queued operations past which applying them pauses the garbage collector
+# operations queued at most: applying more at once would hold the controller too long
+# (about 0.1 s here for this many; a burst of some 15,000 tasks fits)
+_QUEUE_LIMIT = 50_000
 
 
 class TaskStore:
@@ -147,7 +151,8 @@ class TaskStore:
         self._queued_records += records
         self._queued_bytes += nbytes
         if (
-            len(self._live) + self._queued_records > self.record_limit
+            len(self._queued) >= _QUEUE_LIMIT
+            or len(self._live) + self._queued_records > self.record_limit
             or self._bytes + self._queued_bytes > self.size_limit
         ):
             self._settle()
