@@ -96,7 +96,7 @@ class MuxRelay(SocketActor):
             return
         self.pending[request.msg_id] = (request.client, request.engine)
         if not request.direct:
-            self.send(f"actor://{node}/engine", request)
+            self.send_to(node, "engine", request)
         report.submitted.append((request.msg_id, request.engine, request.client))
         early = self.early.pop(request.msg_id, None)
         if early is not None:  # its result came first (and is recorded)
@@ -137,7 +137,7 @@ class MuxRelay(SocketActor):
 
     def _to_client(self, client: str, result: TaskResult) -> None:
         if client:  # the controller's own requests (shutdown) have no client
-            self.send(f"actor://{client}/client", result)
+            self.send_to(client, "client", result)
             self.report.record_result(result)
 
     def flush(self) -> None:

@@ -163,7 +163,7 @@ class TaskScheduler(SocketActor):
 
     def _assign(self) -> None:
         """Give waiting tasks to engines with room, in order; skip tasks that must wait."""
-        if not self.engines or not any(self._room(e) for e in self.engines):
+        if not self.queue or not self.engines or not any(self._room(e) for e in self.engines):
             return
         waiting: deque[_Task] = deque()
         while self.queue:
@@ -206,7 +206,7 @@ class TaskScheduler(SocketActor):
         self.running[request.msg_id] = task
         self.loads[engine] += 1
         self.used[engine] = time.monotonic()
-        self.send(f"actor://{self.engines[engine]}/engine", request)
+        self.send_to(self.engines[engine], "engine", request)
         self.report.submitted.append((request.msg_id, engine, request.client))
         self.report.record_assignment(request.msg_id, engine)
 
@@ -214,7 +214,7 @@ class TaskScheduler(SocketActor):
         task = self.running.pop(result.msg_id, None)
         if task is None:
             if not result.direct and result.client:  # an engine cannot reach the client
-                self.send(f"actor://{result.client}/client", result)
+                self.send_to(result.client, "client", result)
             else:
                 logger.debug("result of unknown or already failed task %s", result.msg_id)
             return
@@ -323,7 +323,7 @@ class TaskScheduler(SocketActor):
         """The task's final answer: tell its client, and let tasks that depend on it go on."""
         self.graph.finished(result.msg_id, result.engine, result.status == "ok")
         if not result.direct:  # else the engine sent it to the client, and us a copy
-            self.send(f"actor://{task.submit.request.client}/client", result)
+            self.send_to(task.submit.request.client, "client", result)
         self.report.record_result(result)
         if self.blocked:
             self._unblock()

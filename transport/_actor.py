@@ -169,6 +169,10 @@ class SocketActor(GuardedActor):
         Remote messages are batched and leave when this actor goes idle.
         """
         node, name = Address.parse(address)
+        self.send_to(node, name, message)
+
+    def send_to(self, node: str, name: str, message: Message) -> None:
+        """`send` to the actor `name` at `node` (no address to parse: for hot paths)."""
         if node == self.node:
             self._dispatch(Item(name, None, message), None, node)
         elif node in self._routes:
