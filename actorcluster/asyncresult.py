@@ -9,7 +9,7 @@ from concurrent.futures import Future
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from actorcluster.error import CompositeError
+from actorcluster.error import AskTimeout, CompositeError
 
 if TYPE_CHECKING:
     from actorcluster.client import Client
@@ -36,6 +36,7 @@ _KEYS = (
 
 
 _EMPTY = {**dict.fromkeys(_KEYS), "stdout": "", "stderr": ""}
+_DRIVE_SLICE = 0.05  # seconds a `get` reads answers before it looks at the result again
 
 
 class Metadata(dict[str, Any]):
@@ -88,6 +89,7 @@ class AsyncResult(Future[Any]):
     """
 
     _reuse = False  # True: wait on the futures the client already has for these msg_ids
+    _asks: list[Any] | None = None  # answers `get` reads on its thread's port (`drive`)
 
     def __init__(
         self,
@@ -164,7 +166,32 @@ class AsyncResult(Future[Any]):
         """
         if timeout is not None and timeout < 0:
             timeout = None
+        if self._asks:
+            self._drive_asks(timeout)
         return self.result(timeout)
+
+    def drive(self, asked: Any) -> None:
+        """Have `get` read the answer to `asked` (a `ReplyFuture` of the calling thread's
+        port) while it waits: the answer completes this result."""
+        if self._asks is None:
+            self._asks = []
+        self._asks.append(asked)
+
+    def _drive_asks(self, timeout: float | None) -> None:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        for asked in self._asks or ():
+            while not asked.done() and not self.done():
+                wait = _DRIVE_SLICE
+                if deadline is not None:
+                    wait = min(wait, deadline - time.monotonic())
+                    if wait <= 0:
+                        return
+                try:
+                    asked.get(timeout=wait)
+                except AskTimeout:
+                    continue  # not yet: look again (the result may also come another way)
+                except Exception:  # noqa: BLE001 - no answer will come: the relay's word will
+                    break
 
     def wait(self, timeout: float | None = None) -> bool:
         """Wait until ready (or `timeout`); return whether it is ready."""

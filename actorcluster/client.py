@@ -20,6 +20,7 @@ from actorcluster.actors.messages import (
     AbortTasks,
     Clear,
     ClientConfig,
+    ExecutorAt,
     HubStatus,
     QueueStatus,
     Request,
@@ -34,6 +35,7 @@ from actorcluster.profile import connection_file
 from actorcluster.transport import (
     Address,
     RemoteRef,
+    ReplyFuture,
     Session,
     ThreadPort,
     actor_of,
@@ -44,6 +46,8 @@ from actorcluster.transport import (
 __all__ = ["Client"]
 
 logger = logging.getLogger(__name__)
+
+_ASK_FOREVER = 10 * 365 * 86400.0  # an asked request's result may take as long as it takes
 
 Targets = int | Sequence[int] | slice | str | None
 
@@ -93,6 +97,7 @@ class Client(TaskDatabase):
         self._futures: dict[str, Future[Any]] = {}
         self._targets: dict[str, int] = {}
         self._engines: dict[int, str] = {}
+        self._executors: dict[str, str] = {}  # engine uuid -> where its executor listens
         self._lock = threading.Lock()
         self._closed = False
         self._io = ClientIO.start(
@@ -218,16 +223,20 @@ class Client(TaskDatabase):
             self.history.extend(msg_ids)
         ar = result(self, msg_ids, **options)
         balanced = bool(requests) and isinstance(requests[0], SubmitTask)
-        if blocking and not balanced and self._send_now(inner):
+        if blocking and not balanced and self._send_now(inner, ar):
             return ar
         self._io.tell(Send(self._config.task if balanced else self._config.mux, list(requests)))
         return ar
 
-    def _send_now(self, requests: Sequence[Request]) -> bool:
-        """Send direct requests from the calling thread, sparing the hop to the I/O thread
-        (about a tenth of a round trip), when nothing else of this client is in flight: so
-        no earlier request can still be on its way to those engines. Each engine must be
-        connected to already; the relay gets its copy as on the I/O thread's path."""
+    def _send_now(self, requests: Sequence[Request], ar: AsyncResult) -> bool:
+        """Send direct requests from the calling thread, sparing the hop to the I/O thread,
+        when nothing else of this client is in flight: so no earlier request can still be
+        on its way to those engines. Each engine must be connected to already.
+
+        A request is asked of the engine's executor, whose answer is its result: `ar.get()`
+        reads it on this thread's own socket (no hop through the engine actor nor the I/O
+        thread). The relay gets its copy as on the I/O thread's path.
+        """
         io = actor_of(self._io)
         with self._lock:
             if io is None or len(self.outstanding) != len(requests):
@@ -239,9 +248,36 @@ class Client(TaskDatabase):
         relay, relay_name = Address.parse(self._config.mux)
         for request, node in zip(requests, nodes, strict=True):
             direct = replace(request, direct=True)
-            port.send_now(str(node), "engine", direct)
+            executor = self._executor_of(request.engine, str(node), port)
+            if executor:
+                asked = port.ask(executor, "executor", direct, _ASK_FOREVER)
+                asked.add_done_callback(self._answered)
+                ar.drive(asked)
+            else:
+                port.send_now(str(node), "engine", direct)
             port.send_now(relay, relay_name, io.copy(direct))
         return True
+
+    def _executor_of(self, engine: int, node: str, port: ThreadPort) -> str:
+        """Where engine `engine` (at `node`) runs requests asked of it ("" if unknown)."""
+        uuid = self._engines.get(engine, "")
+        found = self._executors.get(uuid)
+        if found is None:
+            try:
+                found = str(port.ask(node, "engine", ExecutorAt(), 5.0).get(timeout=5.0))
+            except Exception as e:  # noqa: BLE001 - then requests go to the engine actor
+                logger.debug("engine %d does not say where its executor is: %s", engine, e)
+                found = ""
+            self._executors[uuid] = found
+        return found
+
+    def _answered(self, asked: ReplyFuture) -> None:
+        """An executor's answer to an asked request: its result."""
+        try:
+            result = asked.get(timeout=0)
+        except Exception:  # noqa: BLE001 - not answered (engine gone): the relay reports it
+            return
+        self._on_result(result)
 
     def _request(self, make: Any, engine: int, **fields: Any) -> Any:
         """A new request of class `make` from this client for `engine`."""

@@ -20,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
+import zmq
 from actorcluster.actors.kernel import Kernel
 from actorcluster.actors.messages import (
     Abort,
@@ -27,6 +28,7 @@ from actorcluster.actors.messages import (
     Clear,
     EngineConfig,
     Execute,
+    ExecutorAt,
     Hello,
     Pull,
     Push,
@@ -42,12 +44,16 @@ from actorcluster.transport import (
     Heart,
     Item,
     Port,
+    Reply,
     ReplyFuture,
     Session,
     SocketActor,
     Terminated,
+    Waker,
+    WireError,
     listen_toward,
 )
+from actorcluster.transport._zmqio import recv_frames, send_frames
 
 from actorcluster.error import TaskAborted
 
@@ -69,6 +75,23 @@ class _Resume:
     """Queued for the executor: the controller is back, send the results held meanwhile."""
 
 
+@dataclass(frozen=True, slots=True)
+class _Asked:
+    """A request asked of the executor on its own socket: the result is the answer."""
+
+    request: Apply | Execute | Push | Pull
+    idents: tuple[bytes, ...]
+    cid: str
+
+    @property
+    def msg_id(self) -> str:
+        return self.request.msg_id
+
+
+_ASKABLE = (Apply, Execute, Push, Pull)
+Waiting = Queued | _Asked | _Resume | None
+
+
 class Executor:
     """Runs queued requests one at a time and sends their results where they ask.
 
@@ -77,6 +100,10 @@ class Executor:
     While the controller is away (`online` clear), results are held until `resume()`.
     A result for a client this engine cannot connect to (behind a NAT, say) goes through
     the relay or scheduler that sent the request, and so do later ones for that client.
+
+    It also listens (`node`): a client's blocking call asks its request there, and gets the
+    result as the answer, with no hop through the engine actor nor the client's I/O thread.
+    Such requests queue behind those the engine actor passed on, in the order they came.
     """
 
     def __init__(
@@ -89,40 +116,63 @@ class Executor:
         self.kernel = kernel
         self._bulk_threshold = bulk_threshold
         self._relay = Address.parse(relay)
-        self._queue: deque[Queued | _Resume | None] = deque()
+        self._queue: deque[Waiting] = deque()
+        self._lock = threading.Lock()
+        self._waker = Waker()
+        self._wire = Session(session.key)  # its own replay history: only this thread reads
+        self._router: zmq.Socket[Any] = zmq.Context.instance().socket(zmq.ROUTER)
+        self._router.setsockopt(zmq.LINGER, 0)
+        self._router.setsockopt(zmq.ROUTER_MANDATORY, 1)
+        listen, advertise = listen_toward(self._relay.node)
+        self._router.bind(listen)
+        endpoint = str(self._router.get_string(zmq.LAST_ENDPOINT))
+        host, _, port = endpoint.removeprefix("tcp://").rpartition(":")
+        self.node = f"{advertise or host}:{port}"
+        self._poller = zmq.Poller()
+        self._poller.register(self._router, zmq.POLLIN)
+        self._poller.register(self._waker.fd, zmq.POLLIN)
         self.online = threading.Event()
         self.online.set()
         self._held: list[tuple[Address, TaskResult]] = []
         self._resends: list[tuple[Address, TaskResult]] = []  # for clients out of reach
         self._via: dict[str, Address] = {}  # msg_id -> where its result goes if not reached
         self._unreachable: set[str] = set()  # client nodes this engine cannot connect to
-        self._cond = threading.Condition()
+        # aborts of asked requests still unread on the socket: they are answered when read
+        self._aborted: dict[str, None] = {}
+        self._abort_all = False
         self._session = session
         self._addresses: dict[str, Address] = {}
         self.running: str | None = None
 
     def submit(self, request: Queued | _Resume, *, first: bool = False) -> None:
         """Queue `request` (at the front with `first`)."""
-        with self._cond:
+        with self._lock:
             if first:
                 self._queue.appendleft(request)
             else:
                 self._queue.append(request)
-            self._cond.notify()
+        self._waker.wake()
 
     def take(self, msg_ids: tuple[str, ...]) -> list[Queued]:
         """Remove queued requests (these msg_ids, or all when empty) and return them."""
-        with self._cond:
-            keep: deque[Queued | _Resume | None] = deque()
+        with self._lock:
+            keep: deque[Waiting] = deque()
             taken: list[Queued] = []
             for request in self._queue:
                 if request is None or isinstance(request, _Resume):
                     keep.append(request)
                 elif not msg_ids or request.msg_id in msg_ids:
-                    taken.append(request)
+                    taken.append(request.request if isinstance(request, _Asked) else request)
                 else:
                     keep.append(request)
             self._queue = keep
+            # asked requests may still wait unread on the socket (while a request runs)
+            if not msg_ids:
+                self._abort_all = True
+            for msg_id in set(msg_ids) - {r.msg_id for r in taken}:
+                if len(self._aborted) >= _VIA_LIMIT:
+                    self._aborted.pop(next(iter(self._aborted)))
+                self._aborted[msg_id] = None
         return taken
 
     def _reply_to(self, address: str) -> Address:
@@ -143,14 +193,19 @@ class Executor:
             return [(via, result)]
         if request.client in self._unreachable:
             return [(via, replace(result, direct=False))]
-        value, copy = result.value, result
-        if value is not None and 0 < self._bulk_threshold <= value.nbytes:
-            copy = replace(result, value=None, bulk=value.nbytes)
+        copy = self._copy(result)
         if not port.connected(request.client):  # in case the connection cannot be made
             if len(self._via) >= _VIA_LIMIT:
                 self._via.pop(next(iter(self._via)))
             self._via[result.msg_id] = via
         return [(self._reply_to(f"actor://{request.client}/client"), result), (via, copy)]
+
+    def _copy(self, result: TaskResult) -> TaskResult:
+        """The controller's copy of a result its client gets: without a large value."""
+        value = result.value
+        if value is not None and 0 < self._bulk_threshold <= value.nbytes:
+            return replace(result, value=None, bulk=value.nbytes)
+        return result
 
     def _undelivered(self, node: str, items: list[Item]) -> None:
         """Results that could not be sent. For the controller (gone away): held until it
@@ -189,9 +244,9 @@ class Executor:
 
     def stop(self) -> None:
         """Finish the request running now, then return from `run()`."""
-        with self._cond:
+        with self._lock:
             self._queue.appendleft(None)
-            self._cond.notify()
+        self._waker.wake()
 
     def run(self) -> None:
         """Serve requests until `stop()` (in the thread that is to run user code)."""
@@ -208,10 +263,17 @@ class Executor:
                         port.post(to.node, to.name, result)
                     port.flush()
                     continue
-                self.running = request.msg_id
-                result = self.kernel.run(request)
+                asked = request if isinstance(request, _Asked) else None
+                queued: Queued = request.request if isinstance(request, _Asked) else request
+                self.running = queued.msg_id
+                result = self.kernel.run(queued)
                 self.running = None
-                for to, message in self._sends(result, request, port):
+                if asked is not None:
+                    self._answer(asked, result)
+                    sends = [(self._reply_to(queued.reply), self._copy(result))]
+                else:
+                    sends = self._sends(result, queued, port)
+                for to, message in sends:
                     if to.name != "client" and not self.online.is_set():
                         self._held.append((to, message))  # for the controller, once back
                     elif port.post(to.node, to.name, message) >= port.batch_limit:
@@ -221,21 +283,80 @@ class Executor:
                     self._resend(port)
         finally:
             port.close()
+            self._router.close(linger=0)
+            self._waker.close()
 
-    def _next(self, port: Port) -> tuple[Queued | _Resume | None, bool]:
-        """The next request, and whether more wait. While results went to connections
-        not yet made, look at them now and then (their owner reads them only here)."""
+    def _next(self, port: Port) -> tuple[Waiting, bool]:
+        """The next request, and whether more wait. While idle, read the requests asked
+        on this executor's socket; and while results went to connections not yet made,
+        look at them now and then (their owner reads them only here)."""
+        self._read_asks(port)  # those that came while a request ran queue in their turn
         while True:
-            with self._cond:
-                if not self._queue and port.connecting:
-                    self._cond.wait(_WATCH_EVERY)
-                while not self._queue and not port.connecting:
-                    self._cond.wait()
+            with self._lock:
                 if self._queue:
                     request = self._queue.popleft()
                     return request, bool(self._queue)
-            port.check_connections()
-            self._resend(port)
+            timeout = int(_WATCH_EVERY * 1000) if port.connecting else -1
+            ready = dict(self._poller.poll(timeout))
+            if self._waker.fd in ready:
+                self._waker.clear()
+            if self._router in ready:
+                self._read_asks(port)
+            if port.connecting:
+                port.check_connections()
+                self._resend(port)
+
+    def _read_asks(self, port: Port) -> None:
+        """Queue the requests asked on this executor's socket (or answer that they were
+        aborted, if an abort named them, or aborted all, before they were read)."""
+        router = self._router
+        while int(router.getsockopt(zmq.EVENTS)) & zmq.POLLIN:
+            frames = recv_frames(router)
+            try:
+                incoming = self._wire.unpack(frames)
+            except WireError as e:
+                self._wire.drop(e, f"executor {self.node}")
+                continue
+            idents = tuple(incoming.idents)
+            for item in incoming.items:
+                if item.cid is None or not isinstance(item.message, _ASKABLE):
+                    logger.debug("executor %s: dropped a %s", self.node, type(item.message))
+                    continue
+                asked = _Asked(item.message, idents, item.cid)
+                with self._lock:
+                    aborted = self._abort_all or asked.msg_id in self._aborted
+                    if aborted:
+                        self._aborted.pop(asked.msg_id, None)
+                    else:
+                        self._queue.append(asked)
+                if aborted:
+                    self._aborted_answer(asked, port)
+        with self._lock:
+            self._abort_all = False
+
+    def _aborted_answer(self, asked: _Asked, port: Port) -> None:
+        request, now = asked.request, time.time()
+        result = TaskResult(
+            msg_id=request.msg_id,
+            engine=self.kernel.engine_info.get("engine_id", -1),
+            status="aborted",
+            client=request.client,
+            direct=answers_client(request, "aborted"),
+            error=TaskAborted(f"task {request.msg_id} was aborted before it ran"),
+            metadata={"started": now, "completed": now},
+        )
+        self._answer(asked, result)
+        to = self._reply_to(request.reply)
+        port.post(to.node, to.name, result)
+        port.flush()
+
+    def _answer(self, asked: _Asked, result: TaskResult) -> None:
+        """Send `result` back on the socket `asked` came in on."""
+        frames = self._wire.pack([Item("", asked.cid, Reply(value=result))])
+        try:
+            send_frames(self._router, [*asked.idents, *frames])
+        except zmq.ZMQError as e:  # the asker is gone; the relay has the result's copy
+            logger.debug("executor %s: could not answer %s: %s", self.node, asked.msg_id, e)
 
 
 class Engine(SocketActor):
@@ -364,6 +485,8 @@ class Engine(SocketActor):
                         TaskAborted(f"task {request.msg_id} was aborted before it ran"),
                     )
                 self._answer(message, "ok")
+            case ExecutorAt():
+                return self.executor.node
             case Terminated(address=address, reason=reason):
                 self._controller_lost(address, reason)
             case _Reconnect():

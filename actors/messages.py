@@ -34,6 +34,11 @@ class RegisterEngine(Message):
 
 
 @dataclass(frozen=True, kw_only=True)
+class ExecutorAt(Message):
+    """Ask an engine where its executor listens (blocking direct calls go there)."""
+
+
+@dataclass(frozen=True, kw_only=True)
 class EngineConfig(Message):
     """The Hub's answer to `RegisterEngine`."""
 

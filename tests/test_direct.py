@@ -9,6 +9,7 @@ import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,7 +18,7 @@ from actorcluster.transport import actor_of
 from actorcluster.transport._inbox import FdReady
 
 from actorcluster import Client, Cluster, interactive
-from actorcluster.error import ActorClusterError, RemoteError
+from actorcluster.error import ActorClusterError, EngineError, RemoteError, TaskAborted
 from tests.conftest import Gate, through_gate, wait_until
 
 pytestmark = pytest.mark.slow
@@ -237,3 +238,41 @@ def test_results_for_a_client_the_engines_cannot_reach_come_through_the_controll
         assert direct.get(timeout=30) == "direct"
         assert rc[0].apply_async(lambda: "again").get(timeout=30) == "again"
         rc.abort(targets=0, block=False).get(timeout=30)  # the engine answers on our connection
+
+
+def test_a_blocking_calls_result_comes_back_to_the_callers_own_socket(client: Client) -> None:
+    _connect(client)
+    with ThreadPoolExecutor(1) as pool, _io_thread_stuck(client):
+        call = pool.submit(client[0].apply_sync, lambda x: x * 7, 6)
+        assert call.result(timeout=10) == 42  # the I/O thread never saw it
+
+
+def test_a_blocking_call_queued_behind_another_clients_task_can_be_aborted(
+    cluster: Cluster, client: Client, engine_gate: Gate
+) -> None:
+    _connect(client)
+    with cluster.connect_client() as other, ThreadPoolExecutor(1) as pool:
+        running = other[0].apply_async(through_gate, engine_gate.path)
+        engine_gate.wait_for_task()
+        waiting = pool.submit(client[0].apply_sync, os.getpid)  # unread by the busy engine
+        wait_until(lambda: len(client.outstanding) == 1, 10)
+        client.abort(list(client.outstanding), block=True)
+        engine_gate.open()
+        with pytest.raises(TaskAborted):
+            waiting.result(timeout=30)
+        assert running.get(timeout=30) == "through"
+
+
+def test_a_blocking_call_whose_engine_dies_fails_with_engine_error(tmp_path: Path) -> None:
+    gate = Gate(tmp_path)
+    try:
+        with Cluster(n=1) as rc, ThreadPoolExecutor(1) as pool:
+            _connect(rc)
+            pid = rc[0].apply_sync(os.getpid)
+            call = pool.submit(rc[0].apply_sync, through_gate, gate.path)
+            gate.wait_for_task()
+            os.kill(pid, signal.SIGKILL)
+            with pytest.raises(EngineError):
+                call.result(timeout=30)
+    finally:
+        gate.close()

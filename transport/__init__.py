@@ -14,7 +14,7 @@ from actorcluster.transport._connection import (
 )
 from actorcluster.transport._guarded import GuardedActor, as_remote_error
 from actorcluster.transport._heartbeat import Heart, Pulse
-from actorcluster.transport._inbox import SocketInbox
+from actorcluster.transport._inbox import SocketInbox, Waker
 from actorcluster.transport._message import (
     Message,
     Ping,
@@ -73,6 +73,7 @@ __all__ = [
     "Terminated",
     "ThreadPort",
     "Unwatch",
+    "Waker",
     "Watch",
     "WireError",
     "actor_of",

@@ -25,7 +25,7 @@ import zmq
 from actorcluster.transport._zmqio import recv_frames
 from pykka._envelope import Envelope
 
-__all__ = ["FdReady", "Frames", "SocketInbox"]
+__all__ = ["FdReady", "Frames", "SocketInbox", "Waker"]
 
 Handler = Callable[[list[Any]], None]
 _EVENTS, _POLLIN = int(zmq.EVENTS), int(zmq.POLLIN)
@@ -46,7 +46,7 @@ class FdReady:
     handler: Callable[[], None]
 
 
-class _Waker:
+class Waker:
     """An eventfd (or a pipe where there is none) to interrupt a poll."""
 
     def __init__(self) -> None:
@@ -88,7 +88,7 @@ class SocketInbox:
         self.on_idle: Callable[[], None] | None = None
         self._local: deque[Envelope[Any]] = deque()
         self._waiting = False
-        self._waker = _Waker()
+        self._waker = Waker()
         self._poller = zmq.Poller()
         self._poller.register(self._waker.fd, zmq.POLLIN)
         self._sockets: dict[zmq.Socket[Any], Handler] = {}
