@@ -118,9 +118,12 @@ class ReplyFuture(pykka.Future[Any]):
             Exception: the error the ask failed with (`RemoteError`, `UnknownActor`, ...).
         """
         if not self._done:
+            wait = -1.0 if timeout is None else max(timeout, 0.0)
             if self._driver is not None:
                 self._driver(self, timeout)
-            if not self._gate.acquire(timeout=-1 if timeout is None else max(timeout, 0.0)):
+                if not self._done:
+                    wait = 0.0  # the driver has waited `timeout` already
+            if not self._gate.acquire(timeout=wait):
                 raise AskTimeout(f"no reply from {self.description} within {timeout} s")
             self._gate.release()  # let any other waiter through
         if self._error is not None:
