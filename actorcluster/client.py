@@ -7,7 +7,7 @@ import os
 import threading
 import time
 from collections.abc import Sequence
-from concurrent.futures import Future
+from concurrent.futures import Future, InvalidStateError
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -290,7 +290,14 @@ class Client(TaskDatabase):
         )
 
     def _on_result(self, result: TaskResult) -> None:
-        """Complete the future of `result` (in the I/O thread)."""
+        """Complete the future of `result` (in the I/O thread, or the thread an executor
+        answered; should both have it at once, the second finds the future done)."""
+        try:
+            self._complete(result)
+        except InvalidStateError:
+            pass  # completed by the other thread meanwhile
+
+    def _complete(self, result: TaskResult) -> None:
         msg_id = result.msg_id
         future = self._futures.get(msg_id)
         if future is None or future.done():  # a copy of a result that came straight here
