@@ -37,6 +37,7 @@ _KEYS = (
 
 _EMPTY = {**dict.fromkeys(_KEYS), "stdout": "", "stderr": ""}
 _DRIVE_SLICE = 0.05  # seconds a `get` reads answers before it looks at the result again
+_MOMENT = 0.002  # seconds a driven result may take before its `unanswered` action runs
 
 
 class Metadata(dict[str, Any]):
@@ -90,6 +91,7 @@ class AsyncResult(Future[Any]):
 
     _reuse = False  # True: wait on the futures the client already has for these msg_ids
     _asks: list[Any] | None = None  # answers `get` reads on its thread's port (`drive`)
+    _unanswered: Callable[[], Any] | None = None
 
     def __init__(
         self,
@@ -170,14 +172,27 @@ class AsyncResult(Future[Any]):
             self._drive_asks(timeout)
         return self.result(timeout)
 
-    def drive(self, asked: Any) -> None:
+    def drive(self, asked: Any, unanswered: Callable[[], Any]) -> None:
         """Have `get` read the answer to `asked` (a `ReplyFuture` of the calling thread's
-        port) while it waits: the answer completes this result."""
+        port) while it waits: the answer completes this result. Unless this result is done
+        within a moment of the first `get`, `unanswered` runs (once)."""
         if self._asks is None:
             self._asks = []
         self._asks.append(asked)
+        self._unanswered = unanswered
 
     def _drive_asks(self, timeout: float | None) -> None:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        unanswered, self._unanswered = self._unanswered, None
+        try:
+            if unanswered is not None:
+                self._read_answers(min(_MOMENT, timeout if timeout is not None else _MOMENT))
+        finally:
+            if unanswered is not None and not self.done():
+                unanswered()
+        self._read_answers(None if deadline is None else deadline - time.monotonic())
+
+    def _read_answers(self, timeout: float | None) -> None:
         deadline = None if timeout is None else time.monotonic() + timeout
         for asked in self._asks or ():
             while not asked.done() and not self.done():

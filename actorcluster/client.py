@@ -235,7 +235,9 @@ class Client(TaskDatabase):
 
         A request is asked of the engine's executor, whose answer is its result: `ar.get()`
         reads it on this thread's own socket (no hop through the engine actor nor the I/O
-        thread). The relay gets its copy as on the I/O thread's path.
+        thread). The executor gives the relay copies of the request and its result; only a
+        request not answered within a moment gets its copy from here at once, so that the
+        relay knows of it (and fails it if its engine dies).
         """
         io = actor_of(self._io)
         with self._lock:
@@ -246,16 +248,23 @@ class Client(TaskDatabase):
             return False
         port = ThreadPort.of_thread(self.session)
         relay, relay_name = Address.parse(self._config.mux)
+        copies: list[Request] = []
+
+        def unanswered() -> None:
+            for copy in copies:
+                port.send_now(relay, relay_name, copy)
+
         for request, node in zip(requests, nodes, strict=True):
             direct = replace(request, direct=True)
             executor = self._executor_of(request.engine, str(node), port)
             if executor:
                 asked = port.ask(executor, "executor", direct, _ASK_FOREVER)
                 asked.add_done_callback(self._answered)
-                ar.drive(asked)
+                ar.drive(asked, unanswered)
+                copies.append(io.copy(direct))
             else:
                 port.send_now(str(node), "engine", direct)
-            port.send_now(relay, relay_name, io.copy(direct))
+                port.send_now(relay, relay_name, io.copy(direct))
         return True
 
     def _executor_of(self, engine: int, node: str, port: ThreadPort) -> str:

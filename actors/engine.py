@@ -43,6 +43,8 @@ from actorcluster.transport import (
     Address,
     Heart,
     Item,
+    Message,
+    Payload,
     Port,
     Reply,
     ReplyFuture,
@@ -133,8 +135,8 @@ class Executor:
         self._poller.register(self._waker.fd, zmq.POLLIN)
         self.online = threading.Event()
         self.online.set()
-        self._held: list[tuple[Address, TaskResult]] = []
-        self._resends: list[tuple[Address, TaskResult]] = []  # for clients out of reach
+        self._held: list[tuple[Address, Message]] = []  # results (and request copies)
+        self._resends: list[tuple[Address, Message]] = []  # for clients out of reach
         self._via: dict[str, Address] = {}  # msg_id -> where its result goes if not reached
         self._unreachable: set[str] = set()  # client nodes this engine cannot connect to
         # aborts of asked requests still unread on the socket: they are answered when read
@@ -185,7 +187,7 @@ class Executor:
 
     def _sends(
         self, result: TaskResult, request: Queued, port: Port
-    ) -> list[tuple[Address, TaskResult]]:
+    ) -> list[tuple[Address, Message]]:
         """Where `result` goes: to its client if the engine answers it (`answers_client`),
         with a copy (without a large value) to the relay or scheduler; else only there."""
         via = self._reply_to(request.reply)
@@ -200,6 +202,14 @@ class Executor:
             self._via[result.msg_id] = via
         return [(self._reply_to(f"actor://{request.client}/client"), result), (via, copy)]
 
+    def _request_copy(self, request: Queued) -> Queued:
+        """The relay's copy of an asked request: without a large payload."""
+        if self._bulk_threshold > 0 and isinstance(request, Apply | Push):
+            size = request.payload.nbytes
+            if size >= self._bulk_threshold:
+                return replace(request, payload=Payload(b""), bulk=size)
+        return request
+
     def _copy(self, result: TaskResult) -> TaskResult:
         """The controller's copy of a result its client gets: without a large value."""
         value = result.value
@@ -212,10 +222,10 @@ class Executor:
         is back. For a client this engine cannot reach: through the controller instead."""
         for item in items:
             result = item.message
-            if not isinstance(result, TaskResult):
-                continue
             if item.to != "client":
                 self._held.append((Address(node, item.to), result))
+                continue
+            if not isinstance(result, TaskResult):
                 continue
             if node not in self._unreachable:
                 self._unreachable.add(node)
@@ -270,7 +280,11 @@ class Executor:
                 self.running = None
                 if asked is not None:
                     self._answer(asked, result)
-                    sends = [(self._reply_to(queued.reply), self._copy(result))]
+                    relay = self._reply_to(queued.reply)  # the relay hears of it now:
+                    sends: list[tuple[Address, Message]] = [
+                        (relay, self._request_copy(queued)),
+                        (relay, self._copy(result)),
+                    ]
                 else:
                     sends = self._sends(result, queued, port)
                 for to, message in sends:

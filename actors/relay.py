@@ -65,6 +65,7 @@ class MuxRelay(SocketActor):
         self.engines: dict[int, str] = {}
         self.pending: dict[str, tuple[str, int]] = {}
         self.early: dict[str, TaskResult] = {}  # direct results whose request copy is late
+        self.finished: dict[str, None] = {}  # the last direct tasks done (their copies came)
         self.report = HubReport(hub, balanced=False, also=scheduler, db=db)
 
     def on_receive(self, message: Any) -> Any:
@@ -84,6 +85,9 @@ class MuxRelay(SocketActor):
         return None
 
     def _request(self, request: Request) -> None:
+        msg_id = request.msg_id
+        if request.direct and (msg_id in self.pending or msg_id in self.finished):
+            return  # the second copy of a request asked of an executor (client's, engine's)
         report = self.report
         if request.client:  # not the controller's own (shutdown)
             report.record_request(request)
@@ -115,6 +119,9 @@ class MuxRelay(SocketActor):
             return
         if result.direct:  # the client has it already
             self.report.record_result(result)
+            if len(self.finished) >= _EARLY_LIMIT:
+                self.finished.pop(next(iter(self.finished)))
+            self.finished[result.msg_id] = None
         else:
             self._to_client(pending[0], result)
         self.report.finished.append((result.msg_id, result.engine, result.status))

@@ -199,6 +199,8 @@ def test_a_blocking_call_leaves_from_the_callers_thread(client: Client, engine_g
         engine_gate.open()
         assert waiting.result(timeout=30) == "through"
     _record(client, client.history[-1])  # the relay got its copy: the task is recorded
+    # it got two (the client's, as the call took a while, and the engine's): counted once
+    wait_until(lambda: client.queue_status(0)["queue"] == 0, 10)
 
 
 def test_a_blocking_call_does_not_overtake_requests_still_in_flight(
@@ -245,6 +247,22 @@ def test_a_blocking_calls_result_comes_back_to_the_callers_own_socket(client: Cl
     with ThreadPoolExecutor(1) as pool, _io_thread_stuck(client):
         call = pool.submit(client[0].apply_sync, lambda x: x * 7, 6)
         assert call.result(timeout=10) == 42  # the I/O thread never saw it
+    _record(client, client.history[-1])  # the engine gave the relay both copies
+
+
+def test_many_quick_blocking_calls_are_each_recorded_once(client: Client) -> None:
+    _connect(client)
+    for i in range(20):
+        assert client[0].apply_sync(abs, -i) == i
+    ids = client.history[-20:]
+    wait_until(
+        lambda: (
+            len(client.db_query({"msg_id": {"$in": ids}, "completed": {"$ne": None}}, ["msg_id"]))
+            == 20
+        ),
+        10,
+    )
+    assert client.queue_status(0)["queue"] == 0  # none is left counted as queued
 
 
 def test_a_blocking_call_queued_behind_another_clients_task_can_be_aborted(
