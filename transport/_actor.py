@@ -39,6 +39,7 @@ logger = logging.getLogger(__name__)
 
 ReplyFn = Callable[[Item], None]
 
+_FLUSH_ROUNDS = 3
 _hosts: dict[str, SocketActor] = {}
 _hosts_lock = threading.Lock()
 
@@ -213,7 +214,10 @@ class SocketActor(GuardedActor):
 
     def flush(self) -> None:
         """Send every batched message now (done anyway whenever the actor goes idle)."""
-        self.port.flush()
+        for _ in range(_FLUSH_ROUNDS):  # what could not go may be posted again another way
+            self.port.flush()  # (`on_undelivered`): send that too before the actor sleeps
+            if not self.port.queued:
+                break
         if self._routed_out:
             boxes, self._routed_out = self._routed_out, {}
             assert self.router is not None
