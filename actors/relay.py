@@ -29,7 +29,7 @@ from actorcluster.actors.messages import (
     TaskResult,
 )
 from actorcluster.actors.report import HubReport, Nudge, Teller
-from actorcluster.transport import Session, SocketActor
+from actorcluster.transport import Item, Session, SocketActor
 
 from actorcluster.error import EngineError
 
@@ -66,6 +66,8 @@ class MuxRelay(SocketActor):
         self.pending: dict[str, tuple[str, int]] = {}
         self.early: dict[str, TaskResult] = {}  # direct results whose request copy is late
         self.finished: dict[str, None] = {}  # the last direct tasks done (their copies came)
+        # results for clients that could not be dialled: sent on their route once it is known
+        self.unrouted: dict[str, list[TaskResult]] = {}
         self.report = HubReport(hub, balanced=False, also=scheduler, db=db)
 
     def on_receive(self, message: Any) -> Any:
@@ -102,6 +104,8 @@ class MuxRelay(SocketActor):
         if not request.direct:
             self.send_to(node, "engine", request)
         report.submitted.append((request.msg_id, request.engine, request.client))
+        for result in self.unrouted.pop(request.client, ()):  # its route is known now
+            self._to_client(request.client, result)
         early = self.early.pop(request.msg_id, None)
         if early is not None:  # its result came first (and is recorded)
             del self.pending[request.msg_id]
@@ -146,6 +150,18 @@ class MuxRelay(SocketActor):
         if client:  # the controller's own requests (shutdown) have no client
             self.send_to(client, "client", result)
             self.report.record_result(result)
+
+    def on_undelivered(self, node: str, items: list[Item]) -> None:
+        """A result for a client that cannot be dialled (behind a NAT, say) and has not
+        spoken to this relay yet: it goes on the client's own connection once it has one
+        (its request's copy is on its way)."""
+        kept = self.unrouted.setdefault(node, [])
+        for item in items:
+            message = item.message
+            if item.to == "client" and isinstance(message, TaskResult) and len(kept) < _EARLY_LIMIT:
+                kept.append(message)
+        if not kept:
+            del self.unrouted[node]
 
     def flush(self) -> None:
         if self.report.flush(0):
