@@ -262,7 +262,9 @@ def test_an_unread_connection_monitor_stays_bounded_so_it_cannot_stall_the_proce
         if monitor.poll(50):
             monitor.recv_multipart()
             events += 1
-    assert events == 2  # connected, then dropped, once each; no retries pile up
+    # dropped once (and connected once, unless the port read that itself while sending):
+    # no retries pile up
+    assert events in (1, 2)
     port.close()
 
 
