@@ -13,22 +13,20 @@ from typing import Any
 
 from actorcluster.actors.messages import (
     AbortTasks,
-    Apply,
     ClientConfig,
     ConnectClient,
     EngineRegistered,
     EngineUnregistered,
-    Push,
     Request,
     SubmitTask,
     TaskResult,
+    relay_copy,
 )
 from actorcluster.error import NodeUnreachable
 from actorcluster.transport import (
     Address,
     Item,
     Message,
-    Payload,
     ReplyFuture,
     Session,
     SocketActor,
@@ -164,11 +162,7 @@ class ClientIO(SocketActor):
 
     def copy(self, request: Request) -> Request:
         """The relay's copy of a direct request: without a large payload. Any thread."""
-        if self._bulk_threshold > 0 and isinstance(request, Apply | Push):
-            size = request.payload.nbytes
-            if size >= self._bulk_threshold:
-                return replace(request, payload=Payload(b""), bulk=size)
-        return request
+        return relay_copy(request, self._bulk_threshold)
 
     def _post(self, address: str, request: Outgoing) -> None:
         node, name = Address.parse(address)

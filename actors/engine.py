@@ -38,13 +38,13 @@ from actorcluster.actors.messages import (
     ShutdownEngine,
     TaskResult,
     answers_client,
+    relay_copy,
 )
 from actorcluster.transport import (
     Address,
     Heart,
     Item,
     Message,
-    Payload,
     Port,
     Reply,
     ReplyFuture,
@@ -202,14 +202,6 @@ class Executor:
             self._via[result.msg_id] = via
         return [(self._reply_to(f"actor://{request.client}/client"), result), (via, copy)]
 
-    def _request_copy(self, request: Queued) -> Queued:
-        """The relay's copy of an asked request: without a large payload."""
-        if self._bulk_threshold > 0 and isinstance(request, Apply | Push):
-            size = request.payload.nbytes
-            if size >= self._bulk_threshold:
-                return replace(request, payload=Payload(b""), bulk=size)
-        return request
-
     def _copy(self, result: TaskResult) -> TaskResult:
         """The controller's copy of a result its client gets: without a large value."""
         value = result.value
@@ -282,7 +274,7 @@ class Executor:
                     self._answer(asked, result)
                     relay = self._reply_to(queued.reply)  # the relay hears of it now:
                     sends: list[tuple[Address, Message]] = [
-                        (relay, self._request_copy(queued)),
+                        (relay, relay_copy(queued, self._bulk_threshold)),
                         (relay, self._copy(result)),
                     ]
                 else:

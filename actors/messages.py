@@ -7,7 +7,7 @@ controller forwards without deserializing.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from actorcluster.transport import Message, Payload
@@ -195,6 +195,16 @@ def answers_client(request: Request, status: str) -> bool:
     scheduler): for a direct request, yes; for a load-balanced task (`reply`, the
     scheduler), only a success: a failure may run again elsewhere."""
     return request.direct and (status == "ok" or not request.reply)
+
+
+def relay_copy(request: Request, bulk_threshold: int) -> Request:
+    """The relay's copy of a direct request: without a payload of `bulk_threshold` bytes
+    or more (0: always with it), whose size it records instead."""
+    if bulk_threshold > 0 and isinstance(request, Apply | Push):
+        size = request.payload.nbytes
+        if size >= bulk_threshold:
+            return replace(request, payload=Payload(b""), bulk=size)
+    return request
 
 
 @dataclass(frozen=True, kw_only=True)
