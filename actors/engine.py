@@ -21,6 +21,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 import zmq
+from actorcluster.actors.bounded import remember
 from actorcluster.actors.kernel import Kernel
 from actorcluster.actors.messages import (
     Abort,
@@ -172,9 +173,7 @@ class Executor:
             if not msg_ids:
                 self._abort_all = True
             for msg_id in set(msg_ids) - {r.msg_id for r in taken}:
-                if len(self._aborted) >= _VIA_LIMIT:
-                    self._aborted.pop(next(iter(self._aborted)))
-                self._aborted[msg_id] = None
+                remember(self._aborted, msg_id, None, _VIA_LIMIT)
         return taken
 
     def _reply_to(self, address: str) -> Address:
@@ -197,9 +196,7 @@ class Executor:
             return [(via, replace(result, direct=False))]
         copy = self._copy(result)
         if not port.connected(request.client):  # in case the connection cannot be made
-            if len(self._via) >= _VIA_LIMIT:
-                self._via.pop(next(iter(self._via)))
-            self._via[result.msg_id] = via
+            remember(self._via, result.msg_id, via, _VIA_LIMIT)
         return [(self._reply_to(f"actor://{request.client}/client"), result), (via, copy)]
 
     def _copy(self, result: TaskResult) -> TaskResult:

@@ -14,6 +14,7 @@ import time
 from typing import Any
 
 import pykka
+from actorcluster.actors.bounded import remember
 from actorcluster.actors.messages import (
     Abort,
     Apply,
@@ -123,9 +124,7 @@ class MuxRelay(SocketActor):
             return
         if result.direct:  # the client has it already
             self.report.record_result(result)
-            if len(self.finished) >= _EARLY_LIMIT:
-                self.finished.pop(next(iter(self.finished)))
-            self.finished[result.msg_id] = None
+            remember(self.finished, result.msg_id, None, _EARLY_LIMIT)
         else:
             self._to_client(pending[0], result)
         self.report.finished.append((result.msg_id, result.engine, result.status))

@@ -9,7 +9,6 @@ import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -281,16 +280,12 @@ def test_a_blocking_call_queued_behind_another_clients_task_can_be_aborted(
         assert running.get(timeout=30) == "through"
 
 
-def test_a_blocking_call_whose_engine_dies_fails_with_engine_error(tmp_path: Path) -> None:
-    gate = Gate(tmp_path)
-    try:
-        with Cluster(n=1) as rc, ThreadPoolExecutor(1) as pool:
-            _connect(rc)
-            pid = rc[0].apply_sync(os.getpid)
-            call = pool.submit(rc[0].apply_sync, through_gate, gate.path)
-            gate.wait_for_task()
-            os.kill(pid, signal.SIGKILL)
-            with pytest.raises(EngineError):
-                call.result(timeout=30)
-    finally:
-        gate.close()
+def test_a_blocking_call_whose_engine_dies_fails_with_engine_error(engine_gate: Gate) -> None:
+    with Cluster(n=1) as rc, ThreadPoolExecutor(1) as pool:
+        _connect(rc)
+        pid = rc[0].apply_sync(os.getpid)
+        call = pool.submit(rc[0].apply_sync, through_gate, engine_gate.path)
+        engine_gate.wait_for_task()
+        os.kill(pid, signal.SIGKILL)
+        with pytest.raises(EngineError):
+            call.result(timeout=30)
