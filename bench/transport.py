@@ -1,7 +1,9 @@
 """Transport benchmark: actorcluster's actor messaging beside raw pyzmq, in one run.
 
 Measures, between two processes over tcp://127.0.0.1:
-  * ask round trip of a 100-byte message (median, p99) vs a raw DEALER/ROUTER echo;
+  * ask round trip of a 100-byte message (median, p99) vs a raw DEALER/ROUTER echo, and
+    beside them the floor of the signed wire format alone: the same echo over raw
+    sockets with only `Session.pack`/`unpack` (signing, framing, decoding) on each side;
   * pipelined tell throughput of 100-byte messages vs raw DEALER -> ROUTER sends;
   * transfer of a 100 MB numpy array (ask carrying it, tiny reply) vs a raw
     send_multipart of the same bytes (tiny reply).
@@ -29,12 +31,14 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from actorcluster.transport import (
     Message,
     RemoteRef,
+    Reply,
     Session,
     SocketActor,
     actor_of,
     deserialize,
     serialize,
 )
+from actorcluster.transport._session import Item
 from actorcluster.transport._zmqio import recv_frames, send_frames
 
 KEY = b"bench-key"
@@ -106,6 +110,18 @@ def serve_raw() -> None:
             os._exit(0)
 
 
+def serve_wire() -> None:
+    """The echo of `serve_raw` with the signed wire format and nothing of the actors."""
+    session = Session(KEY)
+    router = zmq.Context.instance().socket(zmq.ROUTER)
+    print(router.bind_to_random_port("tcp://127.0.0.1"), flush=True)
+    while True:
+        incoming = session.unpack(recv_frames(router, 0))
+        item = incoming.items[0]
+        frames = session.pack([Item("", item.cid, Reply(value=item.message.data))])
+        send_frames(router, [*incoming.idents, *frames])
+
+
 def spawn(role: str) -> tuple[subprocess.Popen[str], str]:
     proc = subprocess.Popen(
         [sys.executable, __file__, "--serve", role],
@@ -143,6 +159,22 @@ class Raw:
         recv_frames(self.dealer, 0)
 
 
+class Wire:
+    """Asks of `serve_wire`: pack, send, wait in a poll, receive, unpack, as a port does."""
+
+    def __init__(self, port: str) -> None:
+        self.session = Session(KEY)
+        self.dealer = zmq.Context.instance().socket(zmq.DEALER)
+        self.dealer.connect(f"tcp://127.0.0.1:{port}")
+        self.poller = zmq.Poller()
+        self.poller.register(self.dealer, zmq.POLLIN)
+
+    def ask(self) -> None:
+        send_frames(self.dealer, self.session.pack([Item("bench", "c", BenchEcho(data=PAYLOAD))]))
+        self.poller.poll(10_000)
+        self.session.unpack(recv_frames(self.dealer))
+
+
 class Ours:
     def __init__(self, address: str) -> None:
         self.ref = RemoteRef(address, Session(KEY))
@@ -160,7 +192,9 @@ class Ours:
         self.ref.ask(BenchEcho(data=serialize(array)), block=True, timeout=60)
 
 
-def time_asks(side: Raw | Ours, n: int, server: int, cpu: dict[str, list[float]]) -> list[float]:
+def time_asks(
+    side: Raw | Wire | Ours, n: int, server: int, cpu: dict[str, list[float]]
+) -> list[float]:
     for _ in range(200):
         side.ask()
     out = []
@@ -199,7 +233,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--serve", choices=["actor", "raw"], help=argparse.SUPPRESS)
+    parser.add_argument("--serve", choices=["actor", "raw", "wire"], help=argparse.SUPPRESS)
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds of each workload")
     parser.add_argument("--asks", type=int, default=3000)
     parser.add_argument("--tells", type=int, default=50000)
@@ -208,14 +242,19 @@ def main() -> None:
         return serve_actor()
     if args.serve == "raw":
         return serve_raw()
+    if args.serve == "wire":
+        return serve_wire()
 
     actor_proc, address = spawn("actor")
     raw_proc, port = spawn("raw")
-    ours, raw = Ours(address), Raw(port)
+    wire_proc, wire_port = spawn("wire")
+    ours, raw, wire = Ours(address), Raw(port), Wire(wire_port)
     array = np.random.default_rng(0).random(ARRAY_BYTES // 8)
-    results: dict[str, dict[str, list[float]]] = {"raw": {}, "ours": {}}
+    results: dict[str, dict[str, list[float]]] = {"raw": {}, "ours": {}, "wire": {}}
     try:
         for _ in range(args.rounds):
+            asks = time_asks(wire, args.asks, wire_proc.pid, {})
+            results["wire"].setdefault("ask_median", []).append(statistics.median(asks) * 1e6)
             for name, side, proc in (("raw", raw, raw_proc), ("ours", ours, actor_proc)):
                 r = results[name]
                 asks = time_asks(side, args.asks, proc.pid, r)
@@ -224,7 +263,7 @@ def main() -> None:
                 r.setdefault("tells", []).append(time_tells(side, args.tells))
                 r.setdefault("big", []).append(time_big(side, array, 3))
     finally:
-        for proc in (actor_proc, raw_proc):
+        for proc in (actor_proc, raw_proc, wire_proc):
             proc.kill()
             proc.wait()
 
@@ -244,6 +283,11 @@ def main() -> None:
         r, o = med("raw", key), med("ours", key)
         ratio = o / r
         print(f"{label:34s} {r:12.1f} {o:13.1f} {ratio:6.2f}x  {target}")
+    floor = med("wire", "ask_median")
+    print(
+        f"{'  floor: signed wire format alone':34s} {'':12s} {floor:13.1f} "
+        f"{floor / med('raw', 'ask_median'):6.2f}x  (Session.pack/unpack over raw sockets)"
+    )
     print(
         f"\nmedians of {args.rounds} alternating rounds; rerun: python bench/transport.py --rounds {args.rounds}"
     )

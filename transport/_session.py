@@ -29,6 +29,7 @@ signature cannot block the genuine one.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import itertools
@@ -43,12 +44,13 @@ from typing import Any, NamedTuple
 
 import orjson
 from actorcluster.transport._digest import digest
-from actorcluster.transport._message import Message, message_class
+from actorcluster.transport._message import Message
 from actorcluster.transport._serialize import incoming_digests, outgoing_digests
 
 logger = logging.getLogger(__name__)
 
 DELIM = b"<IDS|MSG>"
+_DELIM_LEN = len(DELIM)
 PROTOCOL_VERSION = "1"
 SIGNATURE_SCHEME = "hmac-sha256"
 _INBAND_LIMIT = 64 * 1024  # pickle buffers smaller than this stay inside `content`
@@ -87,6 +89,10 @@ class Item(NamedTuple):
     message: Message
 
 
+_item = functools.partial(tuple.__new__, Item)  # Item(*fields) without Python-level __new__
+_classes = Message.registry  # msg_type -> class
+
+
 @dataclass(slots=True)
 class Incoming:
     """A verified, decoded wire message: its items and the envelope they came in."""
@@ -120,11 +126,19 @@ class ReplayGuard:
             raise WireError("stale", f"message date is {now - date:.0f} s from ours")
         if date <= self._floor:
             raise WireError("stale", "message older than the replay history")
-        if digest in self._seen:
+        seen = self._seen
+        if digest in seen:
             raise WireError("replay", "message seen before")
-        self._seen.add(digest)
-        self._order.append((date, digest))
-        order, horizon = self._order, now - self.window
+        seen.add(digest)
+        order = self._order
+        order.append((date, digest))
+        horizon = now - self.window
+        if order[0][0] < horizon or len(order) > self.capacity:
+            self._forget(horizon)
+
+    def _forget(self, horizon: float) -> None:
+        """Drop digests older than `horizon`, and the oldest beyond `capacity`."""
+        order = self._order
         while order and (order[0][0] < horizon or len(order) > self.capacity):
             old_date, old = order.popleft()
             self._seen.discard(old)
@@ -168,11 +182,10 @@ def _json(obj: dict[str, Any] | None) -> bytes:
 
 
 def _object(frame: Frame) -> dict[str, Any]:
-    data = bytes(frame)
-    if data == _EMPTY:
+    if len(frame) == 2 and bytes(frame) == _EMPTY:
         return {}
-    value = orjson.loads(data)
-    if not isinstance(value, dict):
+    value = orjson.loads(bytes(frame))
+    if type(value) is not dict:
         raise TypeError("header, parent and metadata must be JSON objects")
     return value
 
@@ -293,57 +306,67 @@ class Session:
         count = len(frames)
         if count > limits.max_frames:
             raise WireError("too_many_frames", f"{count} frames")
-        try:
-            at = _find_delim(frames, limits.max_idents)
-        except ValueError:
-            raise WireError("no_delimiter", "no <IDS|MSG> delimiter") from None
-        body = frames[at + 2 :]
-        if len(body) < 4:
-            raise WireError("too_few_frames", f"{len(body)} frames after the signature")
-        for i, frame in enumerate(body):
-            size = len(frame)
-            cap = limits.max_header_bytes if i < 3 else limits.max_frame_bytes
-            if size > cap:
-                raise WireError("oversized", f"frame {i} has {size} bytes (cap {cap})")
+        at = _find_delim(frames, limits.max_idents)
+        if count - at < 6:
+            raise WireError("too_few_frames", f"{count - at - 2} frames after the signature")
+        head, parent_frame, meta_frame, content = frames[at + 2 : at + 6]
+        cap = limits.max_header_bytes
+        for i, frame in enumerate((head, parent_frame, meta_frame)):
+            if len(frame) > cap:
+                raise WireError("oversized", f"frame {i} has {len(frame)} bytes (cap {cap})")
+        cap = limits.max_frame_bytes
+        for i in range(at + 5, count):
+            if len(frames[i]) > cap:
+                size = len(frames[i])
+                raise WireError("oversized", f"frame {i - at - 2} has {size} bytes (cap {cap})")
+        mac = self._hmac.copy()
+        mac.update(head)
+        mac.update(parent_frame)
+        mac.update(meta_frame)
+        mac.update(content)
         signature = bytes(frames[at + 1])
-        if not hmac.compare_digest(signature, self.sign(body[:4])):
+        if not hmac.compare_digest(signature, mac.hexdigest().encode()):
             raise WireError("bad_signature", "signature does not match")
+        buffers = [b if type(b) is memoryview else memoryview(b) for b in frames[at + 6 :]]
         try:
-            header = _object(body[0])
-            parent = _object(body[1])
-            metadata = _object(body[2])
-            if not isinstance(header["msg_type"], str):
+            header = _object(head)
+            parent = _object(parent_frame)
+            metadata = _object(meta_frame)
+            if type(header["msg_type"]) is not str:
                 raise TypeError("msg_type must be a string")
             date = header["date"]
             if type(date) is not float:
                 raise TypeError("date must be a float (seconds since the epoch)")
-            routing = [(str(to), cid, str(kind)) for to, cid, kind in header["items"]]
+            routing: list[list[Any]] = header["items"]
+            classes = []
+            for to, _cid, kind in routing:
+                if type(to) is not str or type(kind) is not str:
+                    raise TypeError("an item's recipient and type must be strings")
+                classes.append(_classes.get(kind))
             digests = [str(d) for d in header.get("buffers", ())]
-            if len(digests) != len(body) - 4:
-                raise ValueError(f"{len(body) - 4} buffers but {len(digests)} digests")
+            if len(digests) != len(buffers):
+                raise ValueError(f"{len(buffers)} buffers but {len(digests)} digests")
         except (ValueError, KeyError, TypeError) as e:
             raise WireError("bad_header", f"{type(e).__name__}: {e}") from None
-        buffers = [b if isinstance(b, memoryview) else memoryview(b) for b in body[4:]]
         if verify_buffers:
             for i, (buffer, expected) in enumerate(zip(buffers, digests, strict=True)):
                 if not hmac.compare_digest(digest(buffer), expected):
                     raise WireError("bad_buffer", f"buffer {i} does not match its signed digest")
         self.replay.check(signature, date)
-        classes = [message_class(kind) for _, _, kind in routing]
         if not routing or None in classes:
             unknown = sorted(
                 {kind for (_, _, kind), c in zip(routing, classes, strict=True) if c is None}
             )
             raise WireError("unknown_type", f"msg_type {unknown or header['msg_type']!r}")
-        messages = self._messages(body[3], buffers, None if verify_buffers else digests)
+        messages = self._messages(content, buffers, None if verify_buffers else digests)
         if type(messages) is not list or len(messages) != len(routing):
             raise WireError("bad_content", "content does not match the header's items")
         items = []
         for (to, cid, kind), cls, message in zip(routing, classes, messages, strict=True):
             if type(message) is not cls:
                 raise WireError("bad_content", f"content is {type(message).__name__}, not {kind}")
-            items.append(Item(to, cid if isinstance(cid, str) else None, message))
-        idents = [bytes(f) for f in frames[:at]]
+            items.append(_item((to, cid if type(cid) is str else None, message)))
+        idents = [bytes(f) for f in frames[:at]] if at else []
         return Incoming(idents, header, parent, metadata, items)
 
     @staticmethod
@@ -368,6 +391,6 @@ class Session:
 def _find_delim(frames: Sequence[Frame], max_idents: int) -> int:
     for i, frame in enumerate(frames[: max_idents + 1]):
         # bytes, zmq.Frame and PickleBuffer.raw() memoryviews all have len() in bytes
-        if len(frame) == len(DELIM) and bytes(frame) == DELIM:
+        if len(frame) == _DELIM_LEN and bytes(frame) == DELIM:
             return i
-    raise ValueError("no delimiter")
+    raise WireError("no_delimiter", "no <IDS|MSG> delimiter")

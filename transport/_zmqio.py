@@ -20,6 +20,7 @@ _ZERO_COPY_OVER = 64 * 1024
 # pyzmq's Cython send, without the Python layer of `zmq.Socket.send` (routing_id/group
 # handling we never use): 1.3 us instead of 3.0 us for a six-frame message
 _send = zmq.backend.Socket.send
+_recv = zmq.backend.Socket.recv  # likewise: 6.3 us instead of 9.8 us for seven frames
 
 
 def send_frames(socket: zmq.Socket[Any], frames: Sequence[Any], flags: int = 0) -> None:
@@ -36,10 +37,9 @@ def send_frames(socket: zmq.Socket[Any], frames: Sequence[Any], flags: int = 0) 
 
 def recv_frames(socket: zmq.Socket[Any], flags: int = NOBLOCK) -> list[Any]:
     """Receive one multipart message as a list of `zmq.Frame`s."""
-    recv = socket.recv
-    frame = recv(flags, copy=False)
+    frame = _recv(socket, flags, False)
     frames = [frame]
     while frame.more:
-        frame = recv(0, copy=False)
+        frame = _recv(socket, 0, False)
         frames.append(frame)
     return frames
