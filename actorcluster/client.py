@@ -223,7 +223,9 @@ class Client(TaskDatabase):
             self.history.extend(msg_ids)
         ar = result(self, msg_ids, **options)
         balanced = bool(requests) and isinstance(requests[0], SubmitTask)
-        if blocking and not balanced and self._send_now(inner, ar):
+        if blocking and (
+            self._submit_now(requests) if balanced else self._send_now(inner, ar)  # type: ignore[arg-type]
+        ):
             return ar
         self._io.tell(Send(self._config.task if balanced else self._config.mux, list(requests)))
         return ar
@@ -265,6 +267,23 @@ class Client(TaskDatabase):
             else:
                 port.send_now(str(node), "engine", direct)
                 port.send_now(relay, relay_name, io.copy(direct))
+        return True
+
+    def _submit_now(self, tasks: Sequence[SubmitTask]) -> bool:
+        """Send load-balanced tasks to the scheduler from the calling thread, sparing the
+        hop to the I/O thread, when nothing else of this client is in flight (as
+        `_send_now`) and the I/O thread is connected to the scheduler."""
+        io = actor_of(self._io)
+        node, name = Address.parse(self._config.task)
+        with self._lock:
+            if io is None or len(self.outstanding) != len(tasks):
+                return False
+        if not io.port.connected(node):
+            return False
+        port = ThreadPort.of_thread(self.session)
+        for task in tasks:
+            port.port.post(node, name, task)
+        port.flush()
         return True
 
     def _executor_of(self, engine: int, node: str, port: ThreadPort) -> str:

@@ -100,7 +100,9 @@ class LoadBalancedView(View):
         block: bool | None,
     ) -> Any:
         tasks = self._tasks([serialize((f, args, kwargs))])
-        ar = self.client._submit(tasks, fname=getattr(f, "__name__", "apply"), single=True)
+        blocking = self.block if block is None else block
+        fname = getattr(f, "__name__", "apply")
+        ar = self.client._submit(tasks, fname=fname, single=True, blocking=blocking)
         return self._finish(ar, block)
 
     def abort(self, jobs: Any, block: bool | None = None) -> Any:

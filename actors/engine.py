@@ -91,7 +91,13 @@ class _Asked:
         return self.request.msg_id
 
 
-_ASKABLE = (Apply, Execute, Push, Pull)
+_REQUESTS = (Apply, Execute, Push, Pull)
+
+
+def _aborted(msg_id: str) -> TaskAborted:
+    return TaskAborted(f"task {msg_id} was aborted before it ran")
+
+
 Waiting = Queued | _Asked | _Resume | None
 
 
@@ -104,9 +110,10 @@ class Executor:
     A result for a client this engine cannot connect to (behind a NAT, say) goes through
     the relay or scheduler that sent the request, and so do later ones for that client.
 
-    It also listens (`node`): a client's blocking call asks its request there, and gets the
-    result as the answer, with no hop through the engine actor nor the client's I/O thread.
-    Such requests queue behind those the engine actor passed on, in the order they came.
+    It also listens (`node`): the scheduler sends its requests there, and a client's
+    blocking call asks its request there and gets the result as the answer, with no hop
+    through the engine actor (nor, for the client, its I/O thread). Requests that come
+    this way queue behind those the engine actor passed on, in the order they came.
     """
 
     def __init__(
@@ -140,9 +147,11 @@ class Executor:
         self._resends: list[tuple[Address, Message]] = []  # for clients out of reach
         self._via: dict[str, Address] = {}  # msg_id -> where its result goes if not reached
         self._unreachable: set[str] = set()  # client nodes this engine cannot connect to
-        # aborts of asked requests still unread on the socket: they are answered when read
+        # requests an abort named before they were read off the socket: answered already,
+        # they are dropped when read (an asked one still gets its answer there)
         self._aborted: dict[str, None] = {}
-        self._abort_all = False
+        self._abort_all = False  # an abort of everything: those unread answer when read
+        self._finished: dict[str, None] = {}  # recent msg_ids: an abort is too late for them
         self._session = session
         self._addresses: dict[str, Address] = {}
         self.running: str | None = None
@@ -156,8 +165,11 @@ class Executor:
                 self._queue.append(request)
         self._waker.wake()
 
-    def take(self, msg_ids: tuple[str, ...]) -> list[Queued]:
-        """Remove queued requests (these msg_ids, or all when empty) and return them."""
+    def take(self, msg_ids: tuple[str, ...]) -> tuple[list[Queued], list[str]]:
+        """Remove queued requests (these msg_ids, or all when empty) and return them, and
+        the msg_ids named that are neither queued, running nor finished: requests still
+        unread on the socket (while a request runs), or never coming. The caller answers
+        those as aborted now; they are dropped when read."""
         with self._lock:
             keep: deque[Waiting] = deque()
             taken: list[Queued] = []
@@ -169,12 +181,16 @@ class Executor:
                 else:
                     keep.append(request)
             self._queue = keep
-            # asked requests may still wait unread on the socket (while a request runs)
             if not msg_ids:
                 self._abort_all = True
-            for msg_id in set(msg_ids) - {r.msg_id for r in taken}:
+            found = {r.msg_id for r in taken}
+            unread = []
+            for msg_id in dict.fromkeys(msg_ids):
+                if msg_id in found or msg_id == self.running or msg_id in self._finished:
+                    continue
                 remember(self._aborted, msg_id, None, _VIA_LIMIT)
-        return taken
+                unread.append(msg_id)
+        return taken, unread
 
     def _reply_to(self, address: str) -> Address:
         if not address:
@@ -264,9 +280,10 @@ class Executor:
                     continue
                 asked = request if isinstance(request, _Asked) else None
                 queued: Queued = request.request if isinstance(request, _Asked) else request
-                self.running = queued.msg_id
                 result = self.kernel.run(queued)
-                self.running = None
+                with self._lock:
+                    self.running = None
+                    remember(self._finished, queued.msg_id, None, _VIA_LIMIT)
                 if asked is not None:
                     self._answer(asked, result)
                     relay = self._reply_to(queued.reply)  # the relay hears of it now:
@@ -298,6 +315,8 @@ class Executor:
             with self._lock:
                 if self._queue:
                     request = self._queue.popleft()
+                    if request is not None and not isinstance(request, _Resume):
+                        self.running = request.msg_id  # under the lock: `take` sees it
                     return request, bool(self._queue)
             timeout = int(_WATCH_EVERY * 1000) if port.connecting else -1
             ready = dict(self._poller.poll(timeout))
@@ -310,8 +329,8 @@ class Executor:
                 self._resend(port)
 
     def _read_asks(self, port: Port) -> None:
-        """Queue the requests asked on this executor's socket (or answer that they were
-        aborted, if an abort named them, or aborted all, before they were read)."""
+        """Queue the requests sent or asked on this executor's socket (or answer that they
+        were aborted, if an abort named them, or aborted all, before they were read)."""
         router = self._router
         while int(router.getsockopt(zmq.EVENTS)) & zmq.POLLIN:
             frames = recv_frames(router)
@@ -322,35 +341,43 @@ class Executor:
                 continue
             idents = tuple(incoming.idents)
             for item in incoming.items:
-                if item.cid is None or not isinstance(item.message, _ASKABLE):
+                if not isinstance(item.message, _REQUESTS):
                     logger.debug("executor %s: dropped a %s", self.node, type(item.message))
                     continue
-                asked = _Asked(item.message, idents, item.cid)
+                request = item.message
+                waiting = request if item.cid is None else _Asked(request, idents, item.cid)
                 with self._lock:
-                    aborted = self._abort_all or asked.msg_id in self._aborted
-                    if aborted:
-                        self._aborted.pop(asked.msg_id, None)
-                    else:
-                        self._queue.append(asked)
+                    answered = self._aborted.pop(request.msg_id, 0) is None
+                    aborted = answered or self._abort_all
+                    if not aborted:
+                        self._queue.append(waiting)
                 if aborted:
-                    self._aborted_answer(asked, port)
+                    self._aborted_answer(waiting, port, tell=not answered)
         with self._lock:
             self._abort_all = False
 
-    def _aborted_answer(self, asked: _Asked, port: Port) -> None:
-        request, now = asked.request, time.time()
+    def _aborted_answer(self, waiting: Queued | _Asked, port: Port, *, tell: bool) -> None:
+        """Answer an aborted request when read: an asked one on the socket; and unless
+        answered already (`tell` False), tell its client and controller as a result would."""
+        asked = waiting if isinstance(waiting, _Asked) else None
+        request = waiting.request if isinstance(waiting, _Asked) else waiting
+        now = time.time()
         result = TaskResult(
             msg_id=request.msg_id,
             engine=self.kernel.engine_info.get("engine_id", -1),
             status="aborted",
             client=request.client,
             direct=answers_client(request, "aborted"),
-            error=TaskAborted(f"task {request.msg_id} was aborted before it ran"),
+            error=_aborted(request.msg_id),
             metadata={"started": now, "completed": now},
         )
-        self._answer(asked, result)
-        to = self._reply_to(request.reply)
-        port.post(to.node, to.name, result)
+        if asked is not None:
+            self._answer(asked, result)
+            sends: list[tuple[Address, Message]] = [(self._reply_to(request.reply), result)]
+        else:
+            sends = self._sends(result, request, port)
+        for to, message in sends if tell else ():
+            port.post(to.node, to.name, message)
         port.flush()
 
     def _answer(self, asked: _Asked, result: TaskResult) -> None:
@@ -445,6 +472,7 @@ class Engine(SocketActor):
             pid=os.getpid(),
             hostname=socket.gethostname(),
             id=self.id,
+            executor=self.executor.node,
         )
         self.port.ask(hub.node, hub.name, request, timeout=30).add_done_callback(self._registered)
 
@@ -480,13 +508,20 @@ class Engine(SocketActor):
                 self.executor.submit(message)
             case Clear():
                 self.executor.submit(message, first=True)
-            case Abort(msg_ids=msg_ids):
-                for request in self.executor.take(msg_ids):
-                    self._answer(
-                        request,
-                        "aborted",
-                        TaskAborted(f"task {request.msg_id} was aborted before it ran"),
+            case Abort(msg_ids=msg_ids, reply=reply):
+                taken, unread = self.executor.take(msg_ids)
+                for request in taken:
+                    self._answer(request, "aborted", _aborted(request.msg_id))
+                for msg_id in unread:  # its relay or scheduler knows its client
+                    now = time.time()
+                    result = TaskResult(
+                        msg_id=msg_id,
+                        engine=self.id,
+                        status="aborted",
+                        error=_aborted(msg_id),
+                        metadata={"started": now, "completed": now, "engine_uuid": self.uuid},
                     )
+                    self.send(reply or self.info["relay"], result)
                 self._answer(message, "ok")
             case ExecutorAt():
                 return self.executor.node
@@ -495,7 +530,7 @@ class Engine(SocketActor):
             case _Reconnect():
                 self._greet()
             case ShutdownEngine():
-                for request in self.executor.take(()):
+                for request in self.executor.take(())[0]:
                     self._answer(
                         request,
                         "aborted",

@@ -176,7 +176,9 @@ class Hub(SocketActor):
         )
         self.engines[engine_id] = record
         self.by_uuid[request.uuid] = record
-        added = EngineAdded(id=engine_id, uuid=request.uuid, node=request.node)
+        added = EngineAdded(
+            id=engine_id, uuid=request.uuid, node=request.node, executor=request.executor
+        )
         for ref in (self.relay, self.monitor, self.scheduler, self.db):
             if ref is not None:
                 ref.tell(added)

@@ -31,6 +31,7 @@ class RegisterEngine(Message):
     pid: int
     hostname: str
     id: int = -1  # the id it had before its controller restarted (-1: any)
+    executor: str = ""  # the node its executor listens at (requests may go straight there)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -248,11 +249,12 @@ class StopController(Message):
 
 @dataclass(frozen=True, kw_only=True)
 class EngineAdded(Message):
-    """Hub -> relay and heart monitor: route requests for engine `id` to `node`."""
+    """Hub -> relay, scheduler, heart monitor: engine `id`'s actor is at `node`."""
 
     id: int
     uuid: str
     node: str
+    executor: str = ""  # where its executor listens ("": send requests to `node`)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -38,7 +38,7 @@ __all__ = ["MuxRelay"]
 
 logger = logging.getLogger(__name__)
 
-_EARLY_LIMIT = 10_000  # direct results kept waiting for the copy of their request
+_EARLY_LIMIT = 10_000  # results kept waiting for the copy of their request
 
 
 class MuxRelay(SocketActor):
@@ -65,7 +65,7 @@ class MuxRelay(SocketActor):
         self.hub = hub
         self.engines: dict[int, str] = {}
         self.pending: dict[str, tuple[str, int]] = {}
-        self.early: dict[str, TaskResult] = {}  # direct results whose request copy is late
+        self.early: dict[str, TaskResult] = {}  # results whose request copy is late
         self.finished: dict[str, None] = {}  # the last direct tasks done (their copies came)
         # results for clients that could not be dialled: sent on their route once it is known
         self.unrouted: dict[str, list[TaskResult]] = {}
@@ -111,16 +111,18 @@ class MuxRelay(SocketActor):
         if early is not None:  # its result came first (and is recorded)
             del self.pending[request.msg_id]
             report.finished.append((early.msg_id, early.engine, early.status))
+            if not early.direct:  # the engine did not know the client (an aborted request)
+                self._to_client(request.client, early)
 
     def _result(self, result: TaskResult) -> None:
         pending = self.pending.pop(result.msg_id, None)
         if pending is None:
-            if result.direct:  # its request's copy is on its way (or was before a restart)
-                self._early_result(result)
-            elif result.client:  # from before a restart of the controller: still delivered
+            if result.client and not result.direct:  # from before a restart of the controller
                 self._to_client(result.client, result)
-            else:
-                logger.debug("result of unknown or already failed task %s", result.msg_id)
+            elif result.msg_id not in self.finished:
+                # its request's copy is on its way (or was before a restart): a direct
+                # result waits to be recorded, an abort's answer also to be delivered
+                self._early_result(result)
             return
         if result.direct:  # the client has it already
             self.report.record_result(result)

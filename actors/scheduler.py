@@ -97,7 +97,8 @@ class TaskScheduler(SocketActor):
         self.hub = hub
         self.scheme = SCHEMES[scheme]
         self.hwm = hwm
-        self.engines: dict[int, str] = {}
+        self.engines: dict[int, str] = {}  # engine id -> its actor's node (control)
+        self.executors: dict[int, tuple[str, str]] = {}  # -> where its requests go
         self.loads: dict[int, int] = {}
         self.used: dict[int, float] = {}
         self.queue: deque[_Task] = deque()
@@ -144,8 +145,10 @@ class TaskScheduler(SocketActor):
                 return True
             case Nudge():
                 self.report.nudge_pending = False
-            case EngineAdded(id=engine, node=node):
+            case EngineAdded(id=engine, node=node, executor=executor):
                 self.engines[engine] = node
+                # straight to the executor's socket: no hop through the engine actor
+                self.executors[engine] = (executor, "executor") if executor else (node, "engine")
                 self.loads[engine] = 0
                 self.used[engine] = 0.0
                 self._assign()
@@ -206,7 +209,7 @@ class TaskScheduler(SocketActor):
         self.running[request.msg_id] = task
         self.loads[engine] += 1
         self.used[engine] = time.monotonic()
-        self.send_to(self.engines[engine], "engine", request)
+        self.send_to(*self.executors[engine], request)
         self.report.submitted.append((request.msg_id, engine, request.client))
         self.report.record_assignment(request.msg_id, engine)
 
@@ -305,6 +308,7 @@ class TaskScheduler(SocketActor):
 
     def _engine_died(self, engine: int, reason: str) -> None:
         self.engines.pop(engine, None)
+        self.executors.pop(engine, None)
         self.loads.pop(engine, None)
         self.used.pop(engine, None)
         for msg_id, task in list(self.running.items()):

@@ -274,10 +274,11 @@ def test_a_blocking_call_queued_behind_another_clients_task_can_be_aborted(
         waiting = pool.submit(client[0].apply_sync, os.getpid)  # unread by the busy engine
         wait_until(lambda: len(client.outstanding) == 1, 10)
         client.abort(list(client.outstanding), block=True)
-        engine_gate.open()
-        with pytest.raises(TaskAborted):
+        with pytest.raises(TaskAborted):  # at once: the engine is still busy
             waiting.result(timeout=30)
+        engine_gate.open()
         assert running.get(timeout=30) == "through"
+        assert client[0].apply_sync(abs, -3) == 3  # the aborted request, read now, is dropped
 
 
 def test_a_blocking_call_whose_engine_dies_fails_with_engine_error(engine_gate: Gate) -> None:
