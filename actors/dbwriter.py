@@ -49,6 +49,11 @@ class _Commit:
 
 
 @dataclass(frozen=True)
+class _Settle:
+    """Timer: build the records of the events heard, if the tasks stopped coming."""
+
+
+@dataclass(frozen=True)
 class SchedulerAt:
     """Local, from the controller: the task scheduler's address (to re-run interrupted tasks)."""
 
@@ -73,6 +78,9 @@ class DBWriter(SocketActor):
         host: the interface to bind.
         store: the store (with its journal for a file database).
         commit_interval: seconds between group commits while changes keep coming.
+        settle_after: seconds without events after which the records are built from the
+            events heard (until then, or until something reads them, events are only
+            queued and journaled: a burst of tasks does not pay for its records).
         snapshot_bytes: journal size past which a snapshot is written and the journal reset.
         port: the port to listen on (0: any).
         interrupted_grace: seconds that tasks a previous controller left pending wait for
@@ -86,6 +94,7 @@ class DBWriter(SocketActor):
         store: TaskStore,
         *,
         commit_interval: float = 0.05,
+        settle_after: float = 0.25,
         snapshot_bytes: int = 64 * 2**20,
         port: int = 0,
         interrupted_grace: float = 5.0,
@@ -93,6 +102,9 @@ class DBWriter(SocketActor):
         super().__init__(session, name="db", listen=f"tcp://{host}:{port}")
         self.store = store
         self.commit_interval = commit_interval
+        self.settle_after = settle_after
+        self._settle_due = False
+        self._last_event = 0.0
         self.snapshot_bytes = snapshot_bytes
         self.engines: dict[int, str] = {}
         self.watchers: dict[str, set[str]] = {}
@@ -162,6 +174,8 @@ class DBWriter(SocketActor):
             case _Commit():
                 self._commit_due = False
                 self._commit()
+            case _Settle():
+                self._settle()
             case _FailInterrupted():
                 self._fail_interrupted()
             case SchedulerAt(address=address):
@@ -199,6 +213,19 @@ class DBWriter(SocketActor):
         if store.journal is not None and store.dirty and not self._commit_due:
             self._commit_due = True
             self.call_later(self.commit_interval, _Commit())
+        self._last_event = time.monotonic()
+        if store.queued and not self._settle_due:
+            self._settle_due = True
+            self.call_later(self.settle_after, _Settle())
+
+    def _settle(self) -> None:
+        """Build the records once no event came for `settle_after` seconds."""
+        quiet = time.monotonic() - self._last_event
+        if quiet < self.settle_after:
+            self.call_later(self.settle_after - quiet, _Settle())
+            return
+        self._settle_due = False
+        self.store.settle()
 
     def _commit(self) -> None:
         journal = self.store.journal

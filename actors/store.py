@@ -36,8 +36,9 @@ _TABLE = "tasks"
 _BUFFERS = ("buffers", "result_buffers")
 _OVERHEAD = 512  # bytes a record costs besides its buffers, roughly
 _MANY = 1000  # queued operations past which applying them pauses the garbage collector
-# operations queued at most: applying more at once would hold the controller too long
-# (about 0.1 s here for this many; a burst of some 15,000 tasks fits)
+# operations queued at most (3 per task): the DB writer applies them once the tasks stop
+# coming (or something reads); a longer burst applies them in chunks of this many, about
+# 0.1 s of work here each (a read in the middle of a burst waits at most that long)
 _QUEUE_LIMIT = 50_000
 
 
@@ -158,6 +159,15 @@ class TaskStore:
             self._settle()
             if len(self._live) > self.record_limit or self._bytes > self.size_limit:
                 self._cull()
+
+    @property
+    def queued(self) -> int:
+        """Operations waiting to be applied to the records."""
+        return len(self._queued)
+
+    def settle(self) -> None:
+        """Apply the queued operations now (reads do it first anyway)."""
+        self._settle()
 
     def _settle(self) -> None:
         """Apply the queued operations, in order."""
