@@ -223,9 +223,7 @@ class Client(TaskDatabase):
             self.history.extend(msg_ids)
         ar = result(self, msg_ids, **options)
         balanced = bool(requests) and isinstance(requests[0], SubmitTask)
-        if blocking and (
-            self._submit_now(requests) if balanced else self._send_now(inner, ar)  # type: ignore[arg-type]
-        ):
+        if blocking and (self._submit_now(requests) if balanced else self._send_now(inner, ar)):
             return ar
         self._io.tell(Send(self._config.task if balanced else self._config.mux, list(requests)))
         return ar
@@ -269,7 +267,7 @@ class Client(TaskDatabase):
                 port.send_now(relay, relay_name, io.copy(direct))
         return True
 
-    def _submit_now(self, tasks: Sequence[SubmitTask]) -> bool:
+    def _submit_now(self, tasks: Sequence[Request | SubmitTask]) -> bool:
         """Send load-balanced tasks to the scheduler from the calling thread, sparing the
         hop to the I/O thread, when nothing else of this client is in flight (as
         `_send_now`) and the I/O thread is connected to the scheduler."""
@@ -282,8 +280,7 @@ class Client(TaskDatabase):
             return False
         port = ThreadPort.of_thread(self.session)
         for task in tasks:
-            port.port.post(node, name, task)
-        port.flush()
+            port.send_now(node, name, task)
         return True
 
     def _executor_of(self, engine: int, node: str, port: ThreadPort) -> str:

@@ -347,7 +347,9 @@ class Executor:
                 request = item.message
                 waiting = request if item.cid is None else _Asked(request, idents, item.cid)
                 with self._lock:
-                    answered = self._aborted.pop(request.msg_id, 0) is None
+                    answered = request.msg_id in self._aborted
+                    if answered:
+                        del self._aborted[request.msg_id]
                     aborted = answered or self._abort_all
                     if not aborted:
                         self._queue.append(waiting)
