@@ -139,7 +139,7 @@ def test_a_killed_engines_task_completes_elsewhere_with_retries(engine_gate: Gat
         assert ar.get(timeout=20) == survivor
         lview.retries = 0
         ar = lview.apply_async(through_gate, engine_gate.path)  # held there until the kill
-        wait_until(lambda: rc.queue_status().get(1 - victim, {}).get("tasks") == 1, timeout=10)
+        engine_gate.wait_for_task()  # running on the survivor (a queue count may be stale)
         os.kill(survivor, signal.SIGKILL)
         with pytest.raises(EngineError, match="died while running task"):
             ar.get(timeout=10)
