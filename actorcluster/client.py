@@ -48,6 +48,12 @@ __all__ = ["Client"]
 logger = logging.getLogger(__name__)
 
 _ASK_FOREVER = 10 * 365 * 86400.0  # an asked request's result may take as long as it takes
+_ELSEWHERE = ActorClusterError("the result came another way")  # ends a wait for an answer
+
+
+def _nothing() -> None:
+    pass
+
 
 Targets = int | Sequence[int] | slice | str | None
 
@@ -223,7 +229,7 @@ class Client(TaskDatabase):
             self.history.extend(msg_ids)
         ar = result(self, msg_ids, **options)
         balanced = bool(requests) and isinstance(requests[0], SubmitTask)
-        if blocking and (self._submit_now(requests) if balanced else self._send_now(inner, ar)):
+        if blocking and (self._submit_now(requests, ar) if balanced else self._send_now(inner, ar)):
             return ar
         self._io.tell(Send(self._config.task if balanced else self._config.mux, list(requests)))
         return ar
@@ -267,10 +273,11 @@ class Client(TaskDatabase):
                 port.send_now(relay, relay_name, io.copy(direct))
         return True
 
-    def _submit_now(self, tasks: Sequence[Request | SubmitTask]) -> bool:
+    def _submit_now(self, tasks: Sequence[Request | SubmitTask], ar: AsyncResult) -> bool:
         """Send load-balanced tasks to the scheduler from the calling thread, sparing the
         hop to the I/O thread, when nothing else of this client is in flight (as
-        `_send_now`) and the I/O thread is connected to the scheduler."""
+        `_send_now`) and the I/O thread is connected to the scheduler. A single task is
+        answered on this thread's own socket, as `_send_now`'s are (`_answered_here`)."""
         io = actor_of(self._io)
         node, name = Address.parse(self._config.task)
         with self._lock:
@@ -279,9 +286,40 @@ class Client(TaskDatabase):
         if not io.port.connected(node):
             return False
         port = ThreadPort.of_thread(self.session)
+        if len(tasks) == 1 and isinstance(tasks[0], SubmitTask):
+            tasks = [self._answered_here(tasks[0], ar, io, port, node)]
         for task in tasks:
             port.send_now(node, name, task)
         return True
+
+    def _answered_here(
+        self, task: SubmitTask, ar: AsyncResult, io: Any, port: ThreadPort, scheduler: str
+    ) -> SubmitTask:
+        """Have the engine that runs `task` send its success to this thread's own
+        connection to its executor, as the answer to an ask `ar.get()` reads: no hop
+        through the I/O thread. Only once this thread is connected to every engine's
+        executor (it connects now, for the next call); a failure, which the scheduler may
+        run again, still comes through the I/O thread (and ends the wait)."""
+        executors = []
+        for engine in list(self._engines):
+            node = io.nodes.get(engine)
+            executor = self._executor_of(engine, node, port) if node else ""
+            if not executor:
+                return task
+            executors.append(executor)
+        unconnected = [e for e in executors if not port.connected(e)]
+        if unconnected:
+            port.check_connections()
+            unconnected = [e for e in unconnected if not port.connected(e)]
+        for executor in unconnected:
+            port.dial(executor)
+        if unconnected or not executors:
+            return task
+        cid, answer = port.expect(scheduler, "a load-balanced task", _ASK_FOREVER)
+        answer.add_done_callback(self._answered)
+        ar.drive(answer, _nothing)
+        ar.add_done_callback(lambda _: port.cancel(cid, _ELSEWHERE))
+        return replace(task, request=replace(task.request, answer=(port.identity.decode(), cid)))
 
     def _executor_of(self, engine: int, node: str, port: ThreadPort) -> str:
         """Where engine `engine` (at `node`) runs requests asked of it ("" if unknown)."""

@@ -133,6 +133,8 @@ class Executor:
         self._router: zmq.Socket[Any] = zmq.Context.instance().socket(zmq.ROUTER)
         self._router.setsockopt(zmq.LINGER, 0)
         self._router.setsockopt(zmq.ROUTER_MANDATORY, 1)
+        # a client thread that connects again under its identity replaces its old connection
+        self._router.setsockopt(zmq.ROUTER_HANDOVER, 1)
         listen, advertise = listen_toward(self._relay.node)
         self._router.bind(listen)
         endpoint = str(self._router.get_string(zmq.LAST_ENDPOINT))
@@ -291,6 +293,8 @@ class Executor:
                         (relay, relay_copy(queued, self._bulk_threshold)),
                         (relay, self._copy(result)),
                     ]
+                elif queued.answer and result.direct and self._answer_on(queued.answer, result):
+                    sends = [(self._reply_to(queued.reply), self._copy(result))]
                 else:
                     sends = self._sends(result, queued, port)
                 for to, message in sends:
@@ -381,6 +385,18 @@ class Executor:
         for to, message in sends if tell else ():
             port.post(to.node, to.name, message)
         port.flush()
+
+    def _answer_on(self, answer: tuple[str, str], result: TaskResult) -> bool:
+        """Send `result` as the answer `answer` (identity, cid) names, on the connection the
+        client's thread made to this executor; False if there is none (it goes the usual way)."""
+        identity, cid = answer
+        frames = self._wire.pack([Item("", cid, Reply(value=result))])
+        try:
+            send_frames(self._router, [identity.encode(), *frames])
+        except zmq.ZMQError as e:
+            logger.debug("executor %s: no connection %s to answer on: %s", self.node, identity, e)
+            return False
+        return True
 
     def _answer(self, asked: _Asked, result: TaskResult) -> None:
         """Send `result` back on the socket `asked` came in on."""

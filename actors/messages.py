@@ -106,6 +106,9 @@ class _Request(Message):
     # it but does not forward it; the engine answers the client and copies the relay
     direct: bool = False
     bulk: int = 0  # bytes of payload not in this (the relay's) copy: they went to the engine
+    # (connection identity, cid): a success is answered on the client's own connection to
+    # the engine's executor with that identity, as the answer to ask `cid` (a blocking call)
+    answer: tuple[str, str] | None = None
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -204,6 +204,7 @@ class TaskScheduler(SocketActor):
             engine=engine,
             reply=self.address,
             direct=Address.dialable(original.client),  # a success goes straight back
+            answer=original.answer,
         )  # not dataclasses.replace: this is the hot path
         task.engine = engine
         self.running[request.msg_id] = task

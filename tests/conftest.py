@@ -7,12 +7,15 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pykka
 import pytest
+from actorcluster.transport._inbox import FdReady
 
 from actorcluster import Client, Cluster
 
@@ -28,6 +31,23 @@ def wait_until(
         if time.monotonic() > deadline:
             raise AssertionError(f"condition not met within {timeout} s")
         time.sleep(interval)  # bounded poll of a condition, not a wait for an event
+
+
+@contextmanager
+def io_thread_stuck(rc: Client) -> Iterator[None]:
+    """Keep the client's I/O thread busy (as with a burst of results) inside the block."""
+    release, stuck = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        stuck.set()
+        release.wait(30)
+
+    rc._io.tell(FdReady(hold))
+    assert stuck.wait(10)
+    try:
+        yield
+    finally:
+        release.set()
 
 
 class Peer:

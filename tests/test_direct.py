@@ -8,7 +8,6 @@ import signal
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 
 import numpy as np
 import pytest
@@ -18,7 +17,7 @@ from actorcluster.transport._inbox import FdReady
 
 from actorcluster import Client, Cluster, interactive
 from actorcluster.error import ActorClusterError, EngineError, RemoteError, TaskAborted
-from tests.conftest import Gate, through_gate, wait_until
+from tests.conftest import Gate, io_thread_stuck, through_gate, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -160,23 +159,6 @@ def test_requests_for_an_engine_the_client_cannot_reach_go_through_the_controlle
         assert io._unreachable == {"127.0.0.1:1"}
 
 
-@contextmanager
-def _io_thread_stuck(rc: Client) -> Iterator[None]:
-    """Keep the client's I/O thread busy (as with a burst of results) inside the block."""
-    release, stuck = threading.Event(), threading.Event()
-
-    def hold() -> None:
-        stuck.set()
-        release.wait(30)
-
-    rc._io.tell(FdReady(hold))
-    assert stuck.wait(10)
-    try:
-        yield
-    finally:
-        release.set()
-
-
 def _connect(rc: Client) -> None:
     """Connect the client to engine 0: its blocking calls may then leave from their thread."""
     rc[0].apply_sync(os.getpid)
@@ -192,7 +174,7 @@ def test_a_blocking_call_leaves_from_the_callers_thread(client: Client, engine_g
     _connect(client)
     view = client[0]
     with ThreadPoolExecutor(1) as pool:
-        with _io_thread_stuck(client):
+        with io_thread_stuck(client):
             waiting = pool.submit(view.apply_sync, through_gate, engine_gate.path)
             engine_gate.wait_for_task()  # on the engine while the I/O thread is busy
         engine_gate.open()
@@ -211,7 +193,7 @@ def test_a_blocking_call_does_not_overtake_requests_still_in_flight(
         pool.submit(view.apply_sync, os.getpid).result(timeout=30)  # its thread connects
         running = view.apply_async(through_gate, engine_gate.path)
         engine_gate.wait_for_task()
-        with _io_thread_stuck(client):
+        with io_thread_stuck(client):
             view.execute("order = 'first'", block=False)  # waits in the I/O thread
             reading = pool.submit(view.apply_sync, _order)
             wait_until(lambda: len(client.outstanding) == 3, 10)  # the read is submitted
@@ -243,7 +225,7 @@ def test_results_for_a_client_the_engines_cannot_reach_come_through_the_controll
 
 def test_a_blocking_calls_result_comes_back_to_the_callers_own_socket(client: Client) -> None:
     _connect(client)
-    with ThreadPoolExecutor(1) as pool, _io_thread_stuck(client):
+    with ThreadPoolExecutor(1) as pool, io_thread_stuck(client):
         call = pool.submit(client[0].apply_sync, lambda x: x * 7, 6)
         assert call.result(timeout=10) == 42  # the I/O thread never saw it
     _record(client, client.history[-1])  # the engine gave the relay both copies

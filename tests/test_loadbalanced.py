@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import os
 import signal
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from actorcluster.actors.schemes import SCHEMES
+from actorcluster.transport import ThreadPort
 
 from actorcluster import Client, Cluster, LoadBalancedView
 from actorcluster.error import DependencyTimeout, EngineError, RemoteError, TaskAborted
-from tests.conftest import Gate, gated_pid, through_gate, wait_until
+from tests.conftest import Gate, gated_pid, io_thread_stuck, through_gate, wait_until
 
 
 def test_map_equals_the_serial_map_in_every_chunking(rc: Client) -> None:
@@ -197,3 +199,18 @@ def test_the_scheduler_can_run_in_a_process_of_its_own() -> None:
             )
         )
     assert scheduler.wait(timeout=10) == 0
+
+
+def test_a_blocking_balanced_call_is_answered_on_the_callers_own_socket() -> None:
+    with Cluster(n=2, mode="inprocess") as rc, ThreadPoolExecutor(1) as pool:
+        lview = rc.load_balanced_view()
+        port = pool.submit(ThreadPort.of_thread, rc.session).result(timeout=10)
+        for _ in range(50):  # its first calls connect the thread to every engine's executor
+            assert pool.submit(lview.apply_sync, abs, -1).result(timeout=10) == 1
+            executors = list(rc._executors.values())
+            if len(executors) == 2 and all(port.connected(e) for e in executors):
+                break
+        with io_thread_stuck(rc):  # so no result can come through the I/O thread
+            assert pool.submit(lview.apply_sync, abs, -7).result(timeout=10) == 7
+        with pytest.raises(RemoteError, match="ZeroDivisionError"):  # a failure still comes
+            lview.apply_sync(lambda: 1 / 0)  # through the scheduler and the I/O thread

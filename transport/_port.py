@@ -207,6 +207,7 @@ class Port:
         self._outbox: dict[str, list[Item]] = {}
         self._outbox_lock = threading.Lock()
         self._pending: dict[str, _Pending] = {}
+        self._identities: dict[str, bytes] = {}  # node -> the identity we connect to it as
         self._cids = itertools.count()
         # a port dropped without close() (its thread ended) closes its sockets safely
         weakref.finalize(self, _close_connections, self._dealers)
@@ -240,6 +241,28 @@ class Port:
             del self._pending[cid]
             raise
         return future
+
+    def dial(self, node: str, identity: bytes) -> None:
+        """Connect to `node` now, as `identity`: its ROUTER may then send to this port by
+        that identity (answers to asks that went another way, see `expect`)."""
+        self._identities[node] = identity
+        self._dealer(node)
+
+    def expect(self, node: str, description: str, timeout: float) -> tuple[str, ReplyFuture]:
+        """An ask whose request leaves some other way (naming the returned cid): its answer
+        may come on any connection of this port. Fails like an ask if `node` goes away."""
+        cid = f"{self.session.session}:{next(self._cids)}"
+        future = ReplyFuture(description, self._driver)
+        self._pending[cid] = _Pending(future, node, time.monotonic() + timeout)
+        return cid, future
+
+    def cancel(self, cid: str, error: BaseException) -> bool:
+        """Fail the ask `cid` with `error` if it still waits (any thread); whether it did."""
+        pending = self._pending.pop(cid, None)
+        if pending is None:
+            return False
+        pending.future.fail(error)
+        return True
 
     def flush(self, node: str | None = None) -> None:
         """Send what is queued, for `node` or for every node."""
@@ -338,6 +361,9 @@ class Port:
         dealer.linger = 1000
         dealer.reconnect_ivl = -1  # a lost connection is replaced by a new DEALER
         dealer.connect_timeout = _CONNECT_TIMEOUT_MS
+        identity = self._identities.get(node)
+        if identity is not None:
+            dealer.routing_id = identity
         # a unique endpoint: pyzmq's default names it after the socket's fd, which a new
         # socket may reuse before the old monitor's endpoint is gone
         endpoint = f"inproc://monitor-{next(_monitors)}-{id(self):x}"

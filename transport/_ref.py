@@ -11,12 +11,15 @@ import logging
 import math
 import threading
 import time
+import uuid
+import weakref
 from collections import deque
 from typing import Any
 
 import zmq
 from actorcluster.transport._actor import SocketActor, local_host
 from actorcluster.transport._address import Address
+from actorcluster.transport._inbox import Waker
 from actorcluster.transport._message import Message
 from actorcluster.transport._port import Port, ReplyFuture
 from actorcluster.transport._session import Session
@@ -85,6 +88,11 @@ class ThreadPort:
     def __init__(self, session: Session, context: zmq.Context[Any] | None = None) -> None:
         self._lock = threading.RLock()
         self._poller = zmq.Poller()
+        self._waker = Waker()  # another thread ends a wait that `cancel` made pointless
+        self._poller.register(self._waker.fd, zmq.POLLIN)
+        weakref.finalize(self, self._waker.close)
+        # the identity of this port's connections made with `dial`: unique per port
+        self.identity = f"{session.session}/{uuid.uuid4().hex[:12]}".encode()
         self._handlers: dict[zmq.Socket[Any], Any] = {}
         self.port = Port(
             session,
@@ -129,6 +137,31 @@ class ThreadPort:
         with self._lock:
             self.port.flush()
 
+    def dial(self, node: str) -> None:
+        """Connect to `node` as `identity` (see `Port.dial`)."""
+        with self._lock:
+            self.port.dial(node, self.identity)
+
+    def connected(self, node: str) -> bool:
+        """Whether this port's connection to `node` is up (as of the last look at it:
+        `check_connections`, or a wait on this port)."""
+        return self.port.connected(node)
+
+    def check_connections(self) -> None:
+        """Look at what the connection monitors report now."""
+        with self._lock:
+            self.port.check_connections()
+
+    def expect(self, node: str, description: str, timeout: float) -> tuple[str, ReplyFuture]:
+        """An ask whose request leaves another way (see `Port.expect`)."""
+        with self._lock:
+            return self.port.expect(node, description, timeout)
+
+    def cancel(self, cid: str, error: BaseException) -> None:
+        """Fail the ask `cid` if it still waits, and wake the thread waiting on it. Any thread."""
+        if self.port.cancel(cid, error):
+            self._waker.wake()
+
     def ask(self, node: str, name: str, message: Message, timeout: float) -> ReplyFuture:
         with self._lock:
             return self.port.ask(node, name, message, timeout)
@@ -159,6 +192,9 @@ class ThreadPort:
                     if wait <= 0:
                         return
                 for socket, _ in self._poller.poll(max(0, math.ceil(wait * 1000.0))):
+                    if socket == self._waker.fd:
+                        self._waker.clear()
+                        continue
                     handler = self._handlers.get(socket)
                     while handler is not None and int(socket.getsockopt(_EVENTS)) & _POLLIN:
                         handler(recv_frames(socket))
