@@ -56,7 +56,7 @@ from actorcluster.transport import (
     WireError,
     listen_toward,
 )
-from actorcluster.transport._zmqio import recv_frames, send_frames
+from actorcluster.transport._zmqio import readable, recv_frames, send_frames
 
 from actorcluster.error import TaskAborted
 
@@ -314,7 +314,8 @@ class Executor:
         """The next request, and whether more wait. While idle, read the requests asked
         on this executor's socket; and while results went to connections not yet made,
         look at them now and then (their owner reads them only here)."""
-        self._read_asks(port)  # those that came while a request ran queue in their turn
+        if readable(self._router):  # those that came while a request ran queue in their turn
+            self._read_asks(port)
         while True:
             with self._lock:
                 if self._queue:
@@ -336,8 +337,10 @@ class Executor:
         """Queue the requests sent or asked on this executor's socket (or answer that they
         were aborted, if an abort named them, or aborted all, before they were read)."""
         router = self._router
-        while int(router.getsockopt(zmq.EVENTS)) & zmq.POLLIN:
+        more = True  # called when a message waits
+        while more:
             frames = recv_frames(router)
+            more = readable(router)
             try:
                 incoming = self._wire.unpack(frames)
             except WireError as e:

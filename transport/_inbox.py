@@ -22,13 +22,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import zmq
-from actorcluster.transport._zmqio import recv_frames
+from actorcluster.transport._zmqio import readable, recv_frames
 from pykka._envelope import Envelope
 
 __all__ = ["FdReady", "Frames", "SocketInbox", "Waker"]
 
 Handler = Callable[[list[Any]], None]
-_EVENTS, _POLLIN = int(zmq.EVENTS), int(zmq.POLLIN)
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +96,7 @@ class SocketInbox:
         self._seq = itertools.count()
         self._sockets_turn = False
         self._ready: deque[zmq.Socket[Any]] = deque()
+        self._polled: set[zmq.Socket[Any]] = set()  # readable by the last poll, not read since
 
     # -- the pykka inbox protocol -------------------------------------------------------
     def put(
@@ -156,6 +156,7 @@ class SocketInbox:
             self._poller.unregister(socket)
             if socket in self._ready:
                 self._ready.remove(socket)
+            self._polled.discard(socket)
 
     def call_later(self, delay: float, message: Any) -> None:
         """Deliver `message` to the actor after `delay` seconds. Owner thread only."""
@@ -169,13 +170,15 @@ class SocketInbox:
         self._waker.close()
 
     def _read_ready(self) -> Envelope[Any] | None:
-        ready = self._ready
+        ready, polled = self._ready, self._polled
         while ready:
             socket = ready.popleft()
-            if int(socket.getsockopt(_EVENTS)) & _POLLIN:
-                ready.append(socket)  # still readable: its turn comes again after the others
-                frames = recv_frames(socket)
-                return Envelope(Frames(self._sockets[socket], frames))
+            if socket in polled:
+                polled.discard(socket)
+            elif not readable(socket):
+                continue
+            ready.append(socket)  # more may wait: its turn comes again after the others
+            return Envelope(Frames(self._sockets[socket], recv_frames(socket)))
         return None
 
     def _sleep(self) -> None:
@@ -196,5 +199,7 @@ class SocketInbox:
                 self._waker.clear()
             elif item in self._fds:
                 self._local.append(Envelope(FdReady(self._fds[item])))
-            elif item in self._sockets and item not in self._ready:
-                self._ready.append(item)
+            elif item in self._sockets:
+                self._polled.add(item)
+                if item not in self._ready:
+                    self._ready.append(item)

@@ -23,7 +23,7 @@ from actorcluster.transport._inbox import Waker
 from actorcluster.transport._message import Message
 from actorcluster.transport._port import Port, ReplyFuture
 from actorcluster.transport._session import Session
-from actorcluster.transport._zmqio import recv_frames
+from actorcluster.transport._zmqio import readable, recv_frames
 from pykka._envelope import Envelope
 
 from actorcluster.error import UnknownActor
@@ -33,7 +33,6 @@ __all__ = ["RemoteRef", "ThreadPort"]
 logger = logging.getLogger(__name__)
 
 DEFAULT_TIMEOUT = 10.0
-_EVENTS, _POLLIN = int(zmq.EVENTS), int(zmq.POLLIN)
 _SLICE = 0.05  # seconds a waiting thread holds its port before letting a sender in
 
 
@@ -196,9 +195,11 @@ class ThreadPort:
                         self._waker.clear()
                         continue
                     handler = self._handlers.get(socket)
-                    while handler is not None and int(socket.getsockopt(_EVENTS)) & _POLLIN:
+                    while handler is not None:  # the poll says one message waits; more may
                         handler(recv_frames(socket))
                         handler = self._handlers.get(socket)
+                        if handler is None or not readable(socket):
+                            break
 
 
 class RemoteRef:

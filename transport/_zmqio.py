@@ -12,7 +12,7 @@ from typing import Any
 
 import zmq
 
-__all__ = ["NOBLOCK", "recv_frames", "send_frames"]
+__all__ = ["NOBLOCK", "readable", "recv_frames", "send_frames"]
 
 _SNDMORE = int(zmq.SNDMORE)
 NOBLOCK = int(zmq.NOBLOCK)
@@ -21,6 +21,14 @@ _ZERO_COPY_OVER = 64 * 1024
 # handling we never use): 1.3 us instead of 3.0 us for a six-frame message
 _send = zmq.backend.Socket.send
 _recv = zmq.backend.Socket.recv  # likewise: 6.3 us instead of 9.8 us for seven frames
+_get = zmq.backend.Socket.get
+_EVENTS, _POLLIN = int(zmq.EVENTS), int(zmq.POLLIN)
+
+
+def readable(socket: zmq.Socket[Any]) -> bool:
+    """Whether a message waits on `socket` (ZMQ_EVENTS: a look at its mailbox, ~1.5 us;
+    a poll that just reported it readable makes the look needless)."""
+    return bool(int(_get(socket, _EVENTS)) & _POLLIN)
 
 
 def send_frames(socket: zmq.Socket[Any], frames: Sequence[Any], flags: int = 0) -> None:
