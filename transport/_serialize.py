@@ -153,6 +153,8 @@ class Payload:
         return len(self.data) + sum(memoryview(b).nbytes for b in self.buffers)
 
     def __reduce__(self) -> tuple[Any, ...]:
+        if not self.buffers:  # most payloads (a call, a small value): the hot path
+            return _payload, (self.data,)
         # Buffers become PickleBuffers so the enclosing message sends them out of band.
         wrapped = tuple(pickle.PickleBuffer(b) for b in self.buffers)
         known = outgoing_digests.get()
@@ -169,7 +171,9 @@ outgoing_digests: ContextVar[dict[int, tuple[Any, str]] | None] = ContextVar(
 incoming_digests: ContextVar[dict[int, str] | None] = ContextVar("incoming", default=None)
 
 
-def _payload(data: bytes, buffers: tuple[Any, ...]) -> Payload:
+def _payload(data: bytes, buffers: tuple[Any, ...] = ()) -> Payload:
+    if not buffers:
+        return Payload(data)
     known = incoming_digests.get()
     if known:
         digests = tuple(known.get(id(b), "") for b in buffers)
