@@ -73,6 +73,12 @@ class Send:
 
 Outgoing = Request | SubmitTask | AbortTasks
 _RESYNC_EVERY = 1.0  # seconds between asks for the engine table of a restarted Hub
+_SWEEP_EVERY = 0.25  # seconds between looks for answers that came after their waiter left
+
+
+@dataclass(frozen=True)
+class _Sweep:
+    """Timer: read the sockets of the client's threads that nobody reads now."""
 
 
 @dataclass(frozen=True)
@@ -99,6 +105,8 @@ class ClientIO(SocketActor):
         engines: the client's engine table (id -> uuid), kept current here.
         on_result: called with each `TaskResult`, in this actor's thread.
         bulk_threshold: payload bytes from which the relay's copy has no payload (0: never).
+        sweep: called every `_SWEEP_EVERY` seconds, in this actor's thread: reads answers
+            that came to the sockets of threads no longer waiting for them.
     """
 
     def __init__(
@@ -108,6 +116,7 @@ class ClientIO(SocketActor):
         engines: dict[int, str],
         on_result: Callable[[TaskResult], None],
         bulk_threshold: int = 0,
+        sweep: Callable[[], None] | None = None,
     ) -> None:
         listen, advertise = listen_toward(Address.parse(hub).node)
         super().__init__(session, name="client", listen=listen, advertise=advertise)
@@ -115,6 +124,7 @@ class ClientIO(SocketActor):
         self.nodes: dict[int, str] = {}
         self._on_result = on_result
         self._bulk_threshold = bulk_threshold
+        self._sweep = sweep
         self._mux = ""  # the relay (where requests go when an engine cannot be reached)
         self._unreachable: set[str] = set()  # engine nodes this client cannot connect to
         self._subscriber: Subscriber | None = None
@@ -123,10 +133,18 @@ class ClientIO(SocketActor):
         self._hub = hub
         self._early: list[Notification] = []
 
+    def on_start(self) -> None:
+        if self._sweep is not None:
+            self.call_later(_SWEEP_EVERY, _Sweep())
+
     def on_receive(self, message: Any) -> Any:
         match message:
             case TaskResult():
                 self._on_result(message)
+            case _Sweep():
+                assert self._sweep is not None
+                self._sweep()
+                self.call_later(_SWEEP_EVERY, _Sweep())
             case Send(address=address, requests=requests):
                 for request in requests:
                     self._send(address, request)

@@ -6,6 +6,7 @@ import logging
 import os
 import threading
 import time
+import weakref
 from collections.abc import Sequence
 from concurrent.futures import Future, InvalidStateError
 from dataclasses import replace
@@ -104,6 +105,8 @@ class Client(TaskDatabase):
         self._targets: dict[str, int] = {}
         self._engines: dict[int, str] = {}
         self._executors: dict[str, str] = {}  # engine uuid -> where its executor listens
+        # the ports of threads that asked executors: answers a waiter left are read anyway
+        self._asking: dict[int, weakref.ref[ThreadPort]] = {}
         self._lock = threading.Lock()
         self._closed = False
         self._io = ClientIO.start(
@@ -112,6 +115,7 @@ class Client(TaskDatabase):
             self._engines,
             self._on_result,
             int(info.get("bulk_threshold", 0)),
+            self._sweep,
         )
         self._node: str = actor_of(self._io).node  # where results and notices reach us
         connect = Connect(info["hub"], info["notification"], timeout)
@@ -253,6 +257,7 @@ class Client(TaskDatabase):
         if None in nodes:
             return False
         port = ThreadPort.of_thread(self.session)
+        self._asks_on(port)
         relay, relay_name = Address.parse(self._config.mux)
         copies: list[Request] = []
 
@@ -315,11 +320,31 @@ class Client(TaskDatabase):
             port.dial(executor)
         if unconnected or not executors:
             return task
+        self._asks_on(port)
         cid, answer = port.expect(scheduler, "a load-balanced task", _ASK_FOREVER)
         answer.add_done_callback(self._answered)
         ar.drive(answer, _nothing)
         ar.add_done_callback(lambda _: port.cancel(cid, _ELSEWHERE))
         return replace(task, request=replace(task.request, answer=(port.identity.decode(), cid)))
+
+    def _asks_on(self, port: ThreadPort) -> None:
+        """`port` may get answers its thread stops waiting for: `_sweep` reads them."""
+        if id(port) not in self._asking:
+            with self._lock:
+                self._asking[id(port)] = weakref.ref(port)
+
+    def _sweep(self) -> None:
+        """Read the sockets of asking threads that do not read them now (I/O thread), so
+        that a result whose waiter was interrupted or timed out still completes."""
+        with self._lock:
+            refs = list(self._asking.items())
+        for key, ref in refs:
+            port = ref()
+            if port is None:
+                with self._lock:
+                    self._asking.pop(key, None)
+            else:
+                port.sweep()
 
     def _executor_of(self, engine: int, node: str, port: ThreadPort) -> str:
         """Where engine `engine` (at `node`) runs requests asked of it ("" if unknown)."""

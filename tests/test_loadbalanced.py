@@ -8,9 +8,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from actorcluster.actors.schemes import SCHEMES
-from actorcluster.transport import ThreadPort
+from actorcluster.transport import ThreadPort, serialize
 
-from actorcluster import Client, Cluster, LoadBalancedView
+from actorcluster import AsyncResult, Client, Cluster, LoadBalancedView
 from actorcluster.error import DependencyTimeout, EngineError, RemoteError, TaskAborted
 from tests.conftest import Gate, gated_pid, io_thread_stuck, through_gate, wait_until
 
@@ -214,3 +214,22 @@ def test_a_blocking_balanced_call_is_answered_on_the_callers_own_socket() -> Non
             assert pool.submit(lview.apply_sync, abs, -7).result(timeout=10) == 7
         with pytest.raises(RemoteError, match="ZeroDivisionError"):  # a failure still comes
             lview.apply_sync(lambda: 1 / 0)  # through the scheduler and the I/O thread
+
+
+def test_an_answer_that_comes_after_its_waiter_left_still_completes_the_result() -> None:
+    with Cluster(n=1, mode="inprocess") as rc, ThreadPoolExecutor(1) as pool:
+        lview = rc.load_balanced_view()
+        port = pool.submit(ThreadPort.of_thread, rc.session).result(timeout=10)
+        for _ in range(50):  # until the thread is connected to the executor (see above)
+            assert pool.submit(lview.apply_sync, abs, -1).result(timeout=10) == 1
+            if rc._executors and all(port.connected(e) for e in rc._executors.values()):
+                break
+
+        def submit_and_leave() -> AsyncResult:  # a blocking call whose wait is interrupted
+            tasks = lview._tasks([serialize((abs, (-5,), {}))])
+            ar: AsyncResult = rc._submit(tasks, single=True, blocking=True)
+            return ar
+
+        ar = pool.submit(submit_and_leave).result(timeout=10)
+        wait_until(ar.done, 10)  # nobody drives that thread's socket: the sweep reads it
+        assert ar.get(0) == 5

@@ -190,16 +190,31 @@ class ThreadPort:
                     wait = min(wait, deadline - time.monotonic())
                     if wait <= 0:
                         return
-                for socket, _ in self._poller.poll(max(0, math.ceil(wait * 1000.0))):
-                    if socket == self._waker.fd:
-                        self._waker.clear()
-                        continue
-                    handler = self._handlers.get(socket)
-                    while handler is not None:  # the poll says one message waits; more may
-                        handler(recv_frames(socket))
-                        handler = self._handlers.get(socket)
-                        if handler is None or not readable(socket):
-                            break
+                self._read(max(0, math.ceil(wait * 1000.0)))
+
+    def sweep(self) -> None:
+        """Read this port's sockets now, unless its owner (or another thread) is at it.
+        Any thread: answers to asks that came after their waiter gave up (an interrupt,
+        a timeout) still resolve them. (The lock hands the sockets over safely.)"""
+        if not self.port.pending or not self._lock.acquire(blocking=False):
+            return
+        try:
+            self._read(0)
+        finally:
+            self._lock.release()
+
+    def _read(self, timeout_ms: int) -> None:
+        """Wait up to `timeout_ms` for messages and handle those that came (lock held)."""
+        for socket, _ in self._poller.poll(timeout_ms):
+            if socket == self._waker.fd:
+                self._waker.clear()
+                continue
+            handler = self._handlers.get(socket)
+            while handler is not None:  # the poll says one message waits; more may
+                handler(recv_frames(socket))
+                handler = self._handlers.get(socket)
+                if handler is None or not readable(socket):
+                    break
 
 
 class RemoteRef:
