@@ -113,7 +113,9 @@ class Executor:
     It also listens (`node`): the scheduler sends its requests there, and a client's
     blocking call asks its request there and gets the result as the answer, with no hop
     through the engine actor (nor, for the client, its I/O thread). Requests that come
-    this way queue behind those the engine actor passed on, in the order they came.
+    this way queue behind those the engine actor passed on, in the order they came. The
+    success of a blocking load-balanced call goes to the connection its client's thread
+    made to this executor (`answer`), and only a copy to the scheduler.
     """
 
     def __init__(
