@@ -40,6 +40,7 @@ logger = logging.getLogger(__name__)
 ReplyFn = Callable[[Item], None]
 
 _FLUSH_ROUNDS = 3
+_CONTROL = frozenset({Ping, Pong, Watch, Unwatch, Terminated})
 _hosts: dict[str, SocketActor] = {}
 _hosts_lock = threading.Lock()
 
@@ -291,13 +292,18 @@ class SocketActor(GuardedActor):
         if self.port.resolve(item):
             return
         message = item.message
+        if type(message) not in _CONTROL or self._control(message, reply):
+            self._deliver_local(item.to, message, reply, item.cid)
+
+    def _control(self, message: Message, reply: ReplyFn | None) -> bool:
+        """Serve `Ping`, `Pong`, `Watch`, `Unwatch`, `Terminated` (for its watches); True
+        for a `Terminated` that is not for a watch of its own (the recipient gets it)."""
         match message:
             case Ping():
                 if reply is not None:
                     reply(Item("", None, Pong()))
-                return
             case Pong():
-                return
+                pass
             case Watch(name=name, watcher=watcher):
                 if name == self.name or name in self.hosted:
                     self._watchers.setdefault(name, set()).add(watcher)
@@ -305,24 +311,24 @@ class SocketActor(GuardedActor):
                     self.send(
                         watcher, Terminated(address=self._address_of(name), reason="no such actor")
                     )
-                return
             case Unwatch(name=name, watcher=watcher):
                 self._watchers.get(name, set()).discard(watcher)
-                return
             case Terminated(address=address):
                 node = Address.parse(address).node
                 notify = self._watching.get(node, {}).pop(address, None)
-                if notify is not None and notify is not self.actor_ref:
-                    notify.tell(message)
-                    return
-        self._deliver_local(item.to, message, reply, item.cid)
+                if notify is None or notify is self.actor_ref:
+                    return True
+                notify.tell(message)
+        return False
 
     def _deliver_local(
         self, name: str, message: Message, reply: ReplyFn | None, cid: str | None = None
     ) -> None:
         if name == self.name:
             try:
-                value, error = self._handle_receive(message), None
+                # a `Message`: never pykka's own (stop, proxy calls) nor a local-only type
+                # that `_handle_receive` serves, so straight to the handler
+                value, error = self.on_receive(message), None
             except BaseException as e:  # noqa: BLE001 - contained: answered or logged
                 value, error = None, as_remote_error(e)
                 if cid is None:
