@@ -21,7 +21,7 @@ import pykka
 import zmq
 from actorcluster.transport._address import Address
 from actorcluster.transport._message import Message, Reply
-from actorcluster.transport._session import Item, Session, WireError
+from actorcluster.transport._session import Item, Session, WireError, _item
 from actorcluster.transport._zmqio import NOBLOCK, recv_frames, send_frames
 from zmq.utils.monitor import parse_monitor_message
 
@@ -222,7 +222,7 @@ class Port:
             box = self._outbox.get(node)
             if box is None:
                 box = self._outbox[node] = []
-            box.append(Item(name, cid, message))
+            box.append(_item((name, cid, message)))
             return len(box)
 
     def send(self, node: str, name: str, message: Message, *, cid: str | None = None) -> None:

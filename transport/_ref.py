@@ -234,11 +234,12 @@ class RemoteRef:
 
     def tell(self, message: Message) -> None:
         """Send `message` to the actor; do not wait for anything."""
-        host = local_host(self.address.node)
+        node = self.address.node
+        host = local_host(node)
         if host is not None:
             self._local_ref(host).tell(message)
             return
-        ThreadPort.of_thread(self.session).send(self.address.node, self.address.name, message)
+        ThreadPort.of_thread(self.session).send(node, self.address.name, message)
 
     def ask(
         self, message: Message, *, block: bool = False, timeout: float | None = DEFAULT_TIMEOUT
