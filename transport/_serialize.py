@@ -150,6 +150,8 @@ class Payload:
     @property
     def nbytes(self) -> int:
         """Total size of the pickle and its buffers."""
+        if not self.buffers:
+            return len(self.data)
         return len(self.data) + sum(memoryview(b).nbytes for b in self.buffers)
 
     def __reduce__(self) -> tuple[Any, ...]:
