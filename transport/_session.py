@@ -35,6 +35,7 @@ import hmac
 import itertools
 import logging
 import pickle
+import threading
 import time
 import uuid
 from collections import Counter, deque
@@ -118,23 +119,27 @@ class ReplayGuard:
         self._order: deque[tuple[float, bytes]] = deque()
         self._seen: set[bytes] = set()
         self._floor = float("-inf")
+        # checking and forgetting must not interleave: a thread could forget a digest
+        # another just kept, and raise the floor over messages still to come
+        self._lock = threading.Lock()
 
     def check(self, digest: bytes, date: float) -> None:
         """Raise `WireError` for a stale or repeated message; remember it otherwise."""
         now = time.time()
         if abs(now - date) > self.window:
             raise WireError("stale", f"message date is {now - date:.0f} s from ours")
-        if date <= self._floor:
-            raise WireError("stale", "message older than the replay history")
-        seen = self._seen
-        if digest in seen:
-            raise WireError("replay", "message seen before")
-        seen.add(digest)
-        order = self._order
-        order.append((date, digest))
-        horizon = now - self.window
-        if order[0][0] < horizon or len(order) > self.capacity:
-            self._forget(horizon)
+        with self._lock:  # threads of one client share its session
+            if date <= self._floor:
+                raise WireError("stale", "message older than the replay history")
+            seen = self._seen
+            if digest in seen:
+                raise WireError("replay", "message seen before")
+            seen.add(digest)
+            order = self._order
+            order.append((date, digest))
+            horizon = now - self.window
+            if order[0][0] < horizon or len(order) > self.capacity:
+                self._forget(horizon)
 
     def _forget(self, horizon: float) -> None:
         """Drop digests older than `horizon`, and the oldest beyond `capacity`."""

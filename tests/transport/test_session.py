@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pickle
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -209,3 +210,40 @@ def test_a_relay_forwards_buffers_with_their_signed_digests_without_reading_them
     tampered = list(again)
     tampered[-1] = bytes(len(tampered[-1]))
     assert _reason(engine, tampered) == "bad_buffer"
+
+
+class _MeetingSet(set[bytes]):
+    """A set whose lookups wait (briefly) for a second lookup to meet them there."""
+
+    def __init__(self, barrier: threading.Barrier) -> None:
+        super().__init__()
+        self.barrier = barrier
+
+    def __contains__(self, item: object) -> bool:
+        found = super().__contains__(item)
+        try:
+            self.barrier.wait()  # both threads between their lookup and their add
+        except threading.BrokenBarrierError:
+            pass  # the other thread could not get here meanwhile
+        return found
+
+
+def test_a_replay_checked_by_two_threads_at_once_gets_through_once() -> None:
+    # a client's I/O thread and its calling threads share one session
+    guard = ReplayGuard(300.0, 1000)
+    guard._seen = _MeetingSet(threading.Barrier(2, timeout=0.5))
+    outcomes: list[str] = []
+
+    def check() -> None:
+        try:
+            guard.check(b"same digest", time.time())
+            outcomes.append("accepted")
+        except WireError as e:
+            outcomes.append(e.reason)
+
+    threads = [threading.Thread(target=check) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=10)
+    assert sorted(outcomes) == ["accepted", "replay"]
