@@ -9,11 +9,11 @@ import time
 import weakref
 from collections.abc import Sequence
 from concurrent.futures import Future, InvalidStateError
-from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from actorcluster._blocking import BlockingCalls
 from actorcluster._io import ClientIO, Connect, Send
 from actorcluster._taskdb import TaskDatabase
 from actorcluster.actors.messages import (
@@ -21,7 +21,6 @@ from actorcluster.actors.messages import (
     AbortTasks,
     Clear,
     ClientConfig,
-    ExecutorAt,
     HubStatus,
     QueueStatus,
     Request,
@@ -34,9 +33,7 @@ from actorcluster.asyncresult import AsyncResult, Metadata
 from actorcluster.error import ActorClusterError, NoEnginesRegistered, UnknownTask
 from actorcluster.profile import connection_file
 from actorcluster.transport import (
-    Address,
     RemoteRef,
-    ReplyFuture,
     Session,
     ThreadPort,
     actor_of,
@@ -48,18 +45,11 @@ __all__ = ["Client"]
 
 logger = logging.getLogger(__name__)
 
-_ASK_FOREVER = 10 * 365 * 86400.0  # an asked request's result may take as long as it takes
-_ELSEWHERE = ActorClusterError("the result came another way")  # ends a wait for an answer
-
-
-def _nothing() -> None:
-    pass
-
 
 Targets = int | Sequence[int] | slice | str | None
 
 
-class Client(TaskDatabase):
+class Client(TaskDatabase, BlockingCalls):
     """A connection to a cluster (the spec's `Client`).
 
     Its task-database methods (`db_query`, `get_result`, `result_status`, `hub_history`,
@@ -237,135 +227,6 @@ class Client(TaskDatabase):
             return ar
         self._io.tell(Send(self._config.task if balanced else self._config.mux, list(requests)))
         return ar
-
-    def _send_now(self, requests: Sequence[Request], ar: AsyncResult) -> bool:
-        """Send direct requests from the calling thread, sparing the hop to the I/O thread,
-        when nothing else of this client is in flight: so no earlier request can still be
-        on its way to those engines. Each engine must be connected to already.
-
-        A request is asked of the engine's executor, whose answer is its result: `ar.get()`
-        reads it on this thread's own socket (no hop through the engine actor nor the I/O
-        thread). The executor gives the relay copies of the request and its result; only a
-        request not answered within a moment gets its copy from here at once, so that the
-        relay knows of it (and fails it if its engine dies).
-        """
-        io = actor_of(self._io)
-        with self._lock:
-            if io is None or len(self.outstanding) != len(requests):
-                return False
-        nodes = [io.connected(r.engine) for r in requests]
-        if None in nodes:
-            return False
-        port = ThreadPort.of_thread(self.session)
-        self._asks_on(port)
-        relay, relay_name = Address.parse(self._config.mux)
-        copies: list[Request] = []
-
-        def unanswered() -> None:
-            for copy in copies:
-                port.send_now(relay, relay_name, copy)
-
-        for request, node in zip(requests, nodes, strict=True):
-            direct = replace(request, direct=True)
-            executor = self._executor_of(request.engine, str(node), port)
-            if executor:
-                asked = port.ask(executor, "executor", direct, _ASK_FOREVER)
-                asked.add_done_callback(self._answered)
-                ar.drive(asked, unanswered)
-                copies.append(io.copy(direct))
-            else:
-                port.send_now(str(node), "engine", direct)
-                port.send_now(relay, relay_name, io.copy(direct))
-        return True
-
-    def _submit_now(self, tasks: Sequence[Request | SubmitTask], ar: AsyncResult) -> bool:
-        """Send load-balanced tasks to the scheduler from the calling thread, sparing the
-        hop to the I/O thread, when nothing else of this client is in flight (as
-        `_send_now`) and the I/O thread is connected to the scheduler. A single task is
-        answered on this thread's own socket, as `_send_now`'s are (`_answered_here`)."""
-        io = actor_of(self._io)
-        node, name = Address.parse(self._config.task)
-        with self._lock:
-            if io is None or len(self.outstanding) != len(tasks):
-                return False
-        if not io.port.connected(node):
-            return False
-        port = ThreadPort.of_thread(self.session)
-        if len(tasks) == 1 and isinstance(tasks[0], SubmitTask):
-            tasks = [self._answered_here(tasks[0], ar, io, port, node)]
-        for task in tasks:
-            port.send_now(node, name, task)
-        return True
-
-    def _answered_here(
-        self, task: SubmitTask, ar: AsyncResult, io: Any, port: ThreadPort, scheduler: str
-    ) -> SubmitTask:
-        """Have the engine that runs `task` send its success to this thread's own
-        connection to its executor, as the answer to an ask `ar.get()` reads: no hop
-        through the I/O thread. Only once this thread is connected to every engine's
-        executor (it connects now, for the next call); a failure, which the scheduler may
-        run again, still comes through the I/O thread (and ends the wait)."""
-        executors = []
-        for engine in list(self._engines):
-            node = io.nodes.get(engine)
-            executor = self._executor_of(engine, node, port) if node else ""
-            if not executor:
-                return task
-            executors.append(executor)
-        unconnected = [e for e in executors if not port.connected(e)]
-        if unconnected:
-            port.check_connections()
-            unconnected = [e for e in unconnected if not port.connected(e)]
-        for executor in unconnected:
-            port.dial(executor)
-        if unconnected or not executors:
-            return task
-        self._asks_on(port)
-        cid, answer = port.expect(scheduler, "a load-balanced task", _ASK_FOREVER)
-        answer.add_done_callback(self._answered)
-        ar.drive(answer, _nothing)
-        ar.add_done_callback(lambda _: port.cancel(cid, _ELSEWHERE))
-        return replace(task, request=replace(task.request, answer=(port.identity.decode(), cid)))
-
-    def _asks_on(self, port: ThreadPort) -> None:
-        """`port` may get answers its thread stops waiting for: `_sweep` reads them."""
-        if id(port) not in self._asking:
-            with self._lock:
-                self._asking[id(port)] = weakref.ref(port)
-
-    def _sweep(self) -> None:
-        """Read the sockets of asking threads that do not read them now (I/O thread), so
-        that a result whose waiter was interrupted or timed out still completes."""
-        with self._lock:
-            refs = list(self._asking.items())
-        for key, ref in refs:
-            port = ref()
-            if port is None:
-                with self._lock:
-                    self._asking.pop(key, None)
-            else:
-                port.sweep()
-
-    def _executor_of(self, engine: int, node: str, port: ThreadPort) -> str:
-        """Where engine `engine` (at `node`) runs requests asked of it ("" if unknown)."""
-        uuid = self._engines.get(engine, "")
-        found = self._executors.get(uuid)
-        if found is None:
-            try:
-                found = str(port.ask(node, "engine", ExecutorAt(), 5.0).get(timeout=5.0))
-            except Exception as e:  # noqa: BLE001 - then requests go to the engine actor
-                logger.debug("engine %d does not say where its executor is: %s", engine, e)
-                found = ""
-            self._executors[uuid] = found
-        return found
-
-    def _answered(self, asked: ReplyFuture) -> None:
-        """An executor's answer to an asked request: its result."""
-        try:
-            result = asked.get(timeout=0)
-        except Exception:  # noqa: BLE001 - not answered (engine gone): the relay reports it
-            return
-        self._on_result(result)
 
     def _request(self, make: Any, engine: int, **fields: Any) -> Any:
         """A new request of class `make` from this client for `engine`."""
