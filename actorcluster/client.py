@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import os
 import threading
 import time
@@ -42,8 +41,6 @@ from actorcluster.transport import (
 )
 
 __all__ = ["Client"]
-
-logger = logging.getLogger(__name__)
 
 
 Targets = int | Sequence[int] | slice | str | None
