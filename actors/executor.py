@@ -14,9 +14,7 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass, replace
-from typing import Any
 
-import zmq
 from actorcluster.actors.bounded import remember
 from actorcluster.actors.kernel import Kernel
 from actorcluster.actors.messages import (
@@ -32,15 +30,12 @@ from actorcluster.actors.messages import (
 from actorcluster.transport import (
     Address,
     Item,
+    Listener,
     Message,
     Port,
     Reply,
     Session,
-    Waker,
-    WireError,
-    listen_toward,
 )
-from actorcluster.transport._zmqio import readable, recv_frames, send_frames
 
 from actorcluster.error import TaskAborted
 
@@ -109,21 +104,9 @@ class Executor:
         self._relay = Address.parse(relay)
         self._queue: deque[Waiting] = deque()
         self._lock = threading.Lock()
-        self._waker = Waker()
-        self._wire = Session(session.key)  # its own replay history: only this thread reads
-        self._router: zmq.Socket[Any] = zmq.Context.instance().socket(zmq.ROUTER)
-        self._router.setsockopt(zmq.LINGER, 0)
-        self._router.setsockopt(zmq.ROUTER_MANDATORY, 1)
-        # a client thread that connects again under its identity replaces its old connection
-        self._router.setsockopt(zmq.ROUTER_HANDOVER, 1)
-        listen, advertise = listen_toward(self._relay.node)
-        self._router.bind(listen)
-        endpoint = str(self._router.get_string(zmq.LAST_ENDPOINT))
-        host, _, port = endpoint.removeprefix("tcp://").rpartition(":")
-        self.node = f"{advertise or host}:{port}"
-        self._poller = zmq.Poller()
-        self._poller.register(self._router, zmq.POLLIN)
-        self._poller.register(self._waker.fd, zmq.POLLIN)
+        # its own session: its replay history is read by this thread only
+        self._listener = Listener(Session(session.key), self._relay.node, "executor")
+        self.node = self._listener.node
         self.online = threading.Event()
         self.online.set()
         self._held: list[tuple[Address, Message]] = []  # results (and request copies)
@@ -146,7 +129,7 @@ class Executor:
                 self._queue.appendleft(request)
             else:
                 self._queue.append(request)
-        self._waker.wake()
+        self._listener.wake()
 
     def take(self, msg_ids: tuple[str, ...]) -> tuple[list[Queued], list[str]]:
         """Remove queued requests (these msg_ids, or all when empty) and return them, and
@@ -244,7 +227,7 @@ class Executor:
         """Finish the request running now, then return from `run()`."""
         with self._lock:
             self._queue.appendleft(None)
-        self._waker.wake()
+        self._listener.wake()
 
     def run(self) -> None:
         """Serve requests until `stop()` (in the thread that is to run user code)."""
@@ -288,14 +271,13 @@ class Executor:
                     self._resend(port)
         finally:
             port.close()
-            self._router.close(linger=0)
-            self._waker.close()
+            self._listener.close()
 
     def _next(self, port: Port) -> tuple[Waiting, bool]:
         """The next request, and whether more wait. While idle, read the requests asked
         on this executor's socket; and while results went to connections not yet made,
         look at them now and then (their owner reads them only here)."""
-        if readable(self._router):  # those that came while a request ran queue in their turn
+        if self._listener.readable():  # those that came while a request ran queue in turn
             self._read_asks(port)
         while True:
             with self._lock:
@@ -304,11 +286,7 @@ class Executor:
                     if request is not None and not isinstance(request, _Resume):
                         self.running = request.msg_id  # under the lock: `take` sees it
                     return request, bool(self._queue)
-            timeout = int(_WATCH_EVERY * 1000) if port.connecting else -1
-            ready = dict(self._poller.poll(timeout))
-            if self._waker.fd in ready:
-                self._waker.clear()
-            if self._router in ready:
+            if self._listener.wait(_WATCH_EVERY if port.connecting else None):
                 self._read_asks(port)
             if port.connecting:
                 port.check_connections()
@@ -317,15 +295,12 @@ class Executor:
     def _read_asks(self, port: Port) -> None:
         """Queue the requests sent or asked on this executor's socket (or answer that they
         were aborted, if an abort named them, or aborted all, before they were read)."""
-        router = self._router
+        listener = self._listener
         more = True  # called when a message waits
         while more:
-            frames = recv_frames(router)
-            more = readable(router)
-            try:
-                incoming = self._wire.unpack(frames)
-            except WireError as e:
-                self._wire.drop(e, f"executor {self.node}")
+            incoming = listener.receive()
+            more = listener.readable()
+            if incoming is None:
                 continue
             idents = tuple(incoming.idents)
             for item in incoming.items:
@@ -374,18 +349,13 @@ class Executor:
         """Send `result` as the answer `answer` (identity, cid) names, on the connection the
         client's thread made to this executor; False if there is none (it goes the usual way)."""
         identity, cid = answer
-        frames = self._wire.pack([Item("", cid, Reply(value=result))])
-        try:
-            send_frames(self._router, [identity.encode(), *frames])
-        except zmq.ZMQError as e:
-            logger.debug("executor %s: no connection %s to answer on: %s", self.node, identity, e)
-            return False
-        return True
+        if self._listener.send([identity.encode()], [Item("", cid, Reply(value=result))]):
+            return True
+        logger.debug("executor %s: no connection %s to answer on", self.node, identity)
+        return False
 
     def _answer(self, asked: _Asked, result: TaskResult) -> None:
         """Send `result` back on the socket `asked` came in on."""
-        frames = self._wire.pack([Item("", asked.cid, Reply(value=result))])
-        try:
-            send_frames(self._router, [*asked.idents, *frames])
-        except zmq.ZMQError as e:  # the asker is gone; the relay has the result's copy
-            logger.debug("executor %s: could not answer %s: %s", self.node, asked.msg_id, e)
+        if not self._listener.send(asked.idents, [Item("", asked.cid, Reply(value=result))]):
+            # the asker is gone; the relay has the result's copy
+            logger.debug("executor %s: could not answer %s", self.node, asked.msg_id)

@@ -15,6 +15,7 @@ from actorcluster.transport._connection import (
 from actorcluster.transport._guarded import GuardedActor, as_remote_error
 from actorcluster.transport._heartbeat import Heart, Pulse
 from actorcluster.transport._inbox import SocketInbox, Waker
+from actorcluster.transport._listener import Listener
 from actorcluster.transport._message import (
     Message,
     Ping,
@@ -55,6 +56,7 @@ __all__ = [
     "Incoming",
     "Item",
     "Limits",
+    "Listener",
     "Message",
     "Payload",
     "Ping",
