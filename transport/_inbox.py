@@ -177,8 +177,12 @@ class SocketInbox:
                 polled.discard(socket)
             elif not readable(socket):
                 continue
+            try:
+                frames = recv_frames(socket)
+            except zmq.Again:  # the poll's word went stale: nothing to read after all
+                continue
             ready.append(socket)  # more may wait: its turn comes again after the others
-            return Envelope(Frames(self._sockets[socket], recv_frames(socket)))
+            return Envelope(Frames(self._sockets[socket], frames))
         return None
 
     def _sleep(self) -> None:

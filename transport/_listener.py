@@ -66,8 +66,12 @@ class Listener:
         return readable(self._router)
 
     def receive(self) -> Incoming | None:
-        """Read the message that waits; None if it was refused (dropped and counted)."""
-        frames = recv_frames(self._router)
+        """Read the message that waits; None if it was refused (dropped and counted), or
+        if none waited."""
+        try:
+            frames = recv_frames(self._router)
+        except zmq.Again:  # nothing waited after all
+            return None
         try:
             return self.session.unpack(frames)
         except WireError as e:

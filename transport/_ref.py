@@ -211,7 +211,11 @@ class ThreadPort:
                 continue
             handler = self._handlers.get(socket)
             while handler is not None:  # the poll says one message waits; more may
-                handler(recv_frames(socket))
+                try:
+                    frames = recv_frames(socket)
+                except zmq.Again:  # the poll's word went stale
+                    break
+                handler(frames)
                 handler = self._handlers.get(socket)
                 if handler is None or not readable(socket):
                     break
