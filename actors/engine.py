@@ -185,14 +185,7 @@ class Engine(SocketActor):
                 for request in taken:
                     self._answer(request, "aborted", aborted(request.msg_id))
                 for msg_id in unread:  # its relay or scheduler knows its client
-                    now = time.time()
-                    result = TaskResult(
-                        msg_id=msg_id,
-                        engine=self.id,
-                        status="aborted",
-                        error=aborted(msg_id),
-                        metadata={"started": now, "completed": now, "engine_uuid": self.uuid},
-                    )
+                    result = self._outcome(msg_id, "aborted", aborted(msg_id))
                     self.send(reply or self.info["relay"], result)
                 self._answer(message, "ok")
             case ExecutorAt():
@@ -232,19 +225,31 @@ class Engine(SocketActor):
 
     def _answer(self, request: Request, status: str, error: BaseException | None = None) -> None:
         """Answer a request that does not run (control, aborted): like a result would."""
-        now = time.time()
-        result = TaskResult(
-            msg_id=request.msg_id,
-            engine=self.id,
-            status=status,
-            client=request.client,
-            direct=answers_client(request, status),
-            error=error,
-            metadata={"started": now, "completed": now, "engine_uuid": self.uuid},
-        )
+        direct = answers_client(request, status)
+        result = self._outcome(request.msg_id, status, error, request.client, direct)
         if result.direct:
             self.send(f"actor://{request.client}/client", result)
         self.send(request.reply or self.info["relay"], result)
+
+    def _outcome(
+        self,
+        msg_id: str,
+        status: str,
+        error: BaseException | None,
+        client: str = "",
+        direct: bool = False,
+    ) -> TaskResult:
+        """The result of a request that did not run here."""
+        now = time.time()
+        return TaskResult(
+            msg_id=msg_id,
+            engine=self.id,
+            status=status,
+            client=client,
+            direct=direct,
+            error=error,
+            metadata={"started": now, "completed": now, "engine_uuid": self.uuid},
+        )
 
     def _after_stop(self) -> None:
         try:

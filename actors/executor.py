@@ -349,13 +349,16 @@ class Executor:
         """Send `result` as the answer `answer` (identity, cid) names, on the connection the
         client's thread made to this executor; False if there is none (it goes the usual way)."""
         identity, cid = answer
-        if self._listener.send([identity.encode()], [Item("", cid, Reply(value=result))]):
-            return True
-        logger.debug("executor %s: no connection %s to answer on", self.node, identity)
-        return False
+        return self._reply((identity.encode(),), cid, result)
 
     def _answer(self, asked: _Asked, result: TaskResult) -> None:
-        """Send `result` back on the socket `asked` came in on."""
-        if not self._listener.send(asked.idents, [Item("", asked.cid, Reply(value=result))]):
-            # the asker is gone; the relay has the result's copy
-            logger.debug("executor %s: could not answer %s", self.node, asked.msg_id)
+        """Send `result` back on the socket `asked` came in on (if the asker is gone, the
+        relay has the result's copy)."""
+        self._reply(asked.idents, asked.cid, result)
+
+    def _reply(self, idents: tuple[bytes, ...], cid: str, result: TaskResult) -> bool:
+        """Send `result` as the answer to ask `cid`, to the connection `idents`."""
+        if self._listener.send(idents, [Item("", cid, Reply(value=result))]):
+            return True
+        logger.debug("executor %s: no connection %r to answer %s on", self.node, idents, cid)
+        return False

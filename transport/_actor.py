@@ -13,7 +13,6 @@ code (`watch(address)`), with heartbeats and its port's connection monitors.
 from __future__ import annotations
 
 import logging
-import socket as pysocket
 import threading
 import time
 from collections.abc import Callable
@@ -22,7 +21,7 @@ from typing import Any, ClassVar
 
 import pykka
 import zmq
-from actorcluster.transport._address import Address
+from actorcluster.transport._address import Address, node_of
 from actorcluster.transport._guarded import GuardedActor, as_remote_error
 from actorcluster.transport._inbox import FdReady, Frames, SocketInbox
 from actorcluster.transport._message import Message, Ping, Pong, Reply, Terminated, Unwatch, Watch
@@ -134,7 +133,7 @@ class SocketActor(GuardedActor):
             self.router.linger = 1000
             self.router.router_mandatory = True
             self.router.bind(listen)
-            self.node = _node_of(str(self.router.get_string(zmq.LAST_ENDPOINT)), advertise)
+            self.node = node_of(str(self.router.get_string(zmq.LAST_ENDPOINT)), advertise)
             self.inbox.add_socket(self.router, self._on_router)
             with _hosts_lock:
                 _hosts[self.node] = self
@@ -403,13 +402,3 @@ def _send(router: zmq.Socket[Any], frames: list[Any]) -> None:
         if e.errno != zmq.EHOSTUNREACH:
             raise
         logger.debug("peer %r is gone; dropped a message to it", frames[0])
-
-
-def _node_of(endpoint: str, advertise: str | None) -> str:
-    """Return `host:port` for a bound `tcp://host:port` endpoint."""
-    host, _, port = endpoint.removeprefix("tcp://").rpartition(":")
-    if advertise:
-        host = advertise
-    elif host in ("0.0.0.0", "*", "[::]"):
-        host = pysocket.gethostname()
-    return f"{host}:{port}"

@@ -62,3 +62,13 @@ def listen_toward(node: str) -> tuple[str, str | None]:
             return "tcp://0.0.0.0:0", str(probe.getsockname()[0])
     except OSError:
         return "tcp://0.0.0.0:0", None
+
+
+def node_of(endpoint: str, advertise: str | None) -> str:
+    """Return `host:port` for a bound `tcp://host:port` endpoint."""
+    host, _, port = endpoint.removeprefix("tcp://").rpartition(":")
+    if advertise:
+        host = advertise
+    elif host in ("0.0.0.0", "*", "[::]"):
+        host = socket.gethostname()
+    return f"{host}:{port}"

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import zmq
-from actorcluster.transport._address import listen_toward
+from actorcluster.transport._address import listen_toward, node_of
 from actorcluster.transport._inbox import Waker
 from actorcluster.transport._session import Incoming, Item, Session, WireError
 from actorcluster.transport._zmqio import readable, recv_frames, send_frames
@@ -41,9 +41,7 @@ class Listener:
         self._router.setsockopt(zmq.ROUTER_HANDOVER, 1)
         listen, advertise = listen_toward(toward)
         self._router.bind(listen)
-        endpoint = str(self._router.get_string(zmq.LAST_ENDPOINT))
-        host, _, port = endpoint.removeprefix("tcp://").rpartition(":")
-        self.node = f"{advertise or host}:{port}"
+        self.node = node_of(str(self._router.get_string(zmq.LAST_ENDPOINT)), advertise)
         self._poller = zmq.Poller()
         self._poller.register(self._router, zmq.POLLIN)
         self._poller.register(self._waker.fd, zmq.POLLIN)

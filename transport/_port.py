@@ -232,9 +232,7 @@ class Port:
 
     def ask(self, node: str, name: str, message: Message, timeout: float = 10.0) -> ReplyFuture:
         """Send `message` as an ask now; the returned future gets the reply."""
-        cid = f"{self.session.session}:{next(self._cids)}"
-        future = ReplyFuture(f"actor://{node}/{name}", self._driver)
-        self._pending[cid] = _Pending(future, node, time.monotonic() + timeout)
+        cid, future = self.expect(node, f"actor://{node}/{name}", timeout)
         try:
             self.send(node, name, message, cid=cid)
         except Exception:
