@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ctypes
+import gc
 import logging
 import signal
 import subprocess
@@ -50,6 +51,15 @@ def spawn_engine(engine_file: Path, log_file: Path | None = None) -> subprocess.
             out.close()  # the child has its own copy of the descriptor
 
 
+def _freeze_heap() -> None:
+    """Leave what start-up made (modules, classes, actors) out of the garbage collector's
+    full collections: they live as long as the process, and scanning them again at every
+    full collection cost a controller 1.5-2 us per task. Garbage first, so none is kept.
+    (What the engine's user code makes later is collected as usual.)"""
+    gc.collect()
+    gc.freeze()
+
+
 def run_controller(controller: Controller, engines: list[subprocess.Popen[bytes]]) -> None:
     """Serve until asked to stop (`StopController`, SIGTERM or SIGINT), then stop everything."""
     stop = controller.stop_requested
@@ -60,6 +70,7 @@ def run_controller(controller: Controller, engines: list[subprocess.Popen[bytes]
 
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, on_signal)
+    _freeze_heap()
     while not stop.wait(0.5):
         pass
     controller.stop()
@@ -82,6 +93,7 @@ def run_engine(engine_file: Path, reconnect_for: float = 0.0) -> int:
     ref = Engine.start(session, info, watch_hub=True, reconnect_for=reconnect_for)
     engine: Engine = actor_of(ref)
     signal.signal(signal.SIGTERM, lambda *_: engine.executor.stop())
+    _freeze_heap()
     engine.executor.run()  # user code runs in the main thread
     if ref.is_alive():
         ref.stop(block=True, timeout=5)
@@ -121,6 +133,7 @@ def run_scheduler(
         port=port,
     )
     print(actor_of(ref).address, flush=True)
+    _freeze_heap()
     sys.stdin.read()
     ref.stop(timeout=5)
     return 0

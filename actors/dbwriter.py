@@ -170,7 +170,7 @@ class DBWriter(SocketActor):
             case TaskLog():
                 self._log(message)
             case EngineAdded(id=engine, uuid=uuid):
-                self.engines[engine] = uuid
+                self.engines = {**self.engines, engine: uuid}  # logged events keep the old one
             case _Commit():
                 self._commit_due = False
                 self._commit()
@@ -200,16 +200,12 @@ class DBWriter(SocketActor):
 
     # -- recording --------------------------------------------------------------------------
     def _log(self, log: TaskLog) -> None:
-        store, engines, queue = self.store, self.engines, log.queue
-        for when, item in log.submitted:
-            store.submitted(when, item, queue, engines.get(getattr(item, "engine", -1)))
-        for _when, msg_id, engine in log.assigned:
-            store.assigned(msg_id, engines.get(engine))
-        for when, result in log.finished:
-            store.finished(when, result, queue, engines.get(result.engine))
-            waiting = self.watchers.pop(result.msg_id, None)
-            for client in waiting or ():
-                self.send(f"actor://{client}/client", result)
+        store = self.store
+        store.log(log, self.engines)
+        if self.watchers:
+            for _when, result, _received in log.finished:
+                for client in self.watchers.pop(result.msg_id, ()):
+                    self.send(f"actor://{client}/client", result)
         if store.journal is not None and store.dirty and not self._commit_due:
             self._commit_due = True
             self.call_later(self.commit_interval, _Commit())

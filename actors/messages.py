@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from actorcluster.transport import Message, Payload
+from actorcluster.transport import Message, Payload, Received
 
 # -- registration ---------------------------------------------------------------------
 
@@ -302,14 +302,16 @@ class TasksFinished(Message):
 class TaskLog(Message):
     """Relay or scheduler -> DB writer: what happened to tasks since the last report.
 
-    `submitted`: (time, request or task) as it arrived; `assigned`: (time, msg_id, engine)
-    when the scheduler picks an engine; `finished`: (time, result) of final outcomes.
+    `submitted`: (time, request or task, where it came from) as it arrived; `assigned`:
+    (time, msg_id, engine) when the scheduler picks an engine; `finished`: (time, result,
+    where it came from) of final outcomes. Where a message came from (the bytes it arrived
+    in) is None for one made in the controller.
     """
 
     queue: str  # "mux" (direct) or "task" (load-balanced)
-    submitted: tuple[tuple[float, Request | SubmitTask], ...] = ()
+    submitted: tuple[tuple[float, Request | SubmitTask, Received | None], ...] = ()
     assigned: tuple[tuple[float, str, int], ...] = ()
-    finished: tuple[tuple[float, TaskResult], ...] = ()
+    finished: tuple[tuple[float, TaskResult, Received | None], ...] = ()
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -69,7 +69,7 @@ class MuxRelay(SocketActor):
         self.finished: dict[str, None] = {}  # the last direct tasks done (their copies came)
         # results for clients that could not be dialled: sent on their route once it is known
         self.unrouted: dict[str, list[TaskResult]] = {}
-        self.report = HubReport(hub, balanced=False, also=scheduler, db=db)
+        self.report = HubReport(hub, balanced=False, also=scheduler, db=db, origin=self.received_as)
 
     def on_receive(self, message: Any) -> Any:
         match message:

@@ -4,6 +4,7 @@ once per interval."""
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -15,6 +16,7 @@ from actorcluster.actors.messages import (
     TasksFinished,
     TasksSubmitted,
 )
+from actorcluster.transport import Message, Received
 
 __all__ = ["HubReport", "Nudge", "Teller"]
 
@@ -43,6 +45,8 @@ class HubReport:
         interval: seconds between reports while events keep coming.
         also: another receiver of the Hub's events.
         db: the DB writer (None: no task database).
+        origin: where a message came from on the wire (`SocketActor.received_as`): the
+            DB writer journals those bytes instead of pickling the message again.
     """
 
     def __init__(
@@ -53,24 +57,26 @@ class HubReport:
         interval: float = 0.02,
         also: Teller | None = None,
         db: Teller | None = None,
+        origin: Callable[[Message], Received | None] = lambda message: None,
     ) -> None:
         self.receivers = [hub] if also is None else [hub, also]
         self.balanced = balanced
         self.interval = interval
         self.db = db
+        self.origin = origin
         self.submitted: list[tuple[str, int, str]] = []
         self.finished: list[tuple[str, int, str]] = []
         # for the DB writer (see `record_*`):
-        self.requests: list[tuple[float, Request | SubmitTask]] = []
+        self.requests: list[tuple[float, Request | SubmitTask, Received | None]] = []
         self.assigned: list[tuple[float, str, int]] = []
-        self.results: list[tuple[float, TaskResult]] = []
+        self.results: list[tuple[float, TaskResult, Received | None]] = []
         self._last = 0.0
         self.nudge_pending = False
 
     def record_request(self, request: Request | SubmitTask) -> None:
         """For the task database: `request` arrived."""
         if self.db is not None:
-            self.requests.append((time.time(), request))
+            self.requests.append((time.time(), request, self.origin(request)))
 
     def record_assignment(self, msg_id: str, engine: int) -> None:
         """For the task database: the task `msg_id` went to `engine`."""
@@ -80,7 +86,7 @@ class HubReport:
     def record_result(self, result: TaskResult) -> None:
         """For the task database: the final result of a task."""
         if self.db is not None:
-            self.results.append((time.time(), result))
+            self.results.append((time.time(), result, self.origin(result)))
 
     def flush(self, unassigned: int = 0, *, now: bool = False) -> bool:
         """Tell the Hub what happened if it is time (or `now`); return True if a nudge

@@ -105,7 +105,7 @@ class TaskScheduler(SocketActor):
         self.blocked: list[_Task] = []
         self.graph = TaskGraph()
         self.running: dict[str, _Task] = {}
-        self.report = HubReport(hub, balanced=True, db=db)
+        self.report = HubReport(hub, balanced=True, db=db, origin=self.received_as)
 
     def on_receive(self, message: Any) -> Any:
         match message:

@@ -22,9 +22,10 @@ from pathlib import Path
 from typing import Any
 
 from actorcluster.actors.journal import Journal
-from actorcluster.actors.messages import Request, SubmitTask, TaskResult
+from actorcluster.actors.messages import Request, SubmitTask, TaskLog
 from actorcluster.actors.query import compile_query
 from actorcluster.actors.records import as_bytes, finished_fields, submitted_record
+from actorcluster.transport import Received
 from tinydb import TinyDB
 from tinydb.storages import MemoryStorage
 
@@ -35,8 +36,8 @@ __all__ = ["TaskStore", "open_store"]
 _TABLE = "tasks"
 _BUFFERS = ("buffers", "result_buffers")
 _OVERHEAD = 512  # bytes a record costs besides its buffers, roughly
-_MANY = 1000  # queued operations past which applying them pauses the garbage collector
-# operations queued at most (3 per task): the DB writer applies them once the tasks stop
+_MANY = 1000  # queued events past which applying them pauses the garbage collector
+# events queued at most (3 per task): the DB writer applies them once the tasks stop
 # coming (or something reads); a longer burst applies them in chunks of this many, about
 # 0.1 s of work here each (a read in the middle of a burst waits at most that long)
 _QUEUE_LIMIT = 50_000
@@ -71,6 +72,7 @@ class TaskStore:
         self._pending: set[str] = set()
         self.culled = 0
         self._queued: list[tuple[Any, ...]] = []  # operations not applied yet
+        self._queued_events = 0  # events they hold (a logged batch holds many)
         self._queued_records = 0  # records they may add
         self._queued_bytes = 0  # buffer bytes they may add
         if journal is not None:
@@ -79,10 +81,10 @@ class TaskStore:
             try:
                 for record in records.values():
                     self._add(record)
+                for operation in operations:
+                    self._apply(operation)
             finally:
                 gc.enable()
-            self._queued = operations
-            self._settle()
 
     @property
     def pending(self) -> set[str]:
@@ -105,28 +107,22 @@ class TaskStore:
         return msg_id in self._doc_ids
 
     # -- the DB writer's events ----------------------------------------------------------------
-    def submitted(
-        self, when: float, item: Request | SubmitTask, queue: str, engine_uuid: str | None
-    ) -> None:
-        """A request (direct) or task (load-balanced) arrived at `when`."""
-        request = item.request if isinstance(item, SubmitTask) else item
-        payload = getattr(request, "payload", None)
-        self._write(
-            ("S", when, item, queue, engine_uuid), 1, 0 if payload is None else payload.nbytes
-        )
+    def log(self, log: TaskLog, engines: Mapping[int, str]) -> None:
+        """Record what a `TaskLog` tells; `engines`: the uuid of each engine id (kept as
+        it is: it must not change afterwards).
 
-    def assigned(self, msg_id: str, engine_uuid: str | None) -> None:
-        """The task `msg_id` went to the engine `engine_uuid`."""
-        self._write(("A", msg_id, engine_uuid))
-
-    def finished(
-        self, when: float, result: TaskResult, queue: str, engine_uuid: str | None
-    ) -> None:
-        """The final result of a task arrived at `when`."""
-        value = result.value
-        self._write(
-            ("F", when, result, queue, engine_uuid), 0, 0 if value is None else value.nbytes
-        )
+        Kept as one operation; journaled with the bytes each message arrived in instead of
+        the message, where there are (no pickling: most of the cost of a file database).
+        """
+        nbytes = sum(_payload_bytes(item) for _, item, _ in log.submitted)
+        nbytes += sum(r.value.nbytes for _, r, _ in log.finished if r.value is not None)
+        operation = ("L", log.queue, log.submitted, log.assigned, log.finished, engines)
+        journaled = None
+        if self.journal is not None:
+            submitted, finished = _as_received(log.submitted), _as_received(log.finished)
+            journaled = ("L", log.queue, submitted, log.assigned, finished, engines)
+        events = len(log.submitted) + len(log.assigned) + len(log.finished)
+        self._write(operation, len(log.submitted), nbytes, journaled, events)
 
     # -- plain writes ---------------------------------------------------------------------------
     def insert(self, record: dict[str, Any]) -> None:
@@ -144,15 +140,24 @@ class TaskStore:
         self._record(msg_id)
         self._write(("u", msg_id, dict(fields)))
 
-    def _write(self, operation: tuple[Any, ...], records: int = 0, nbytes: int = 0) -> None:
-        """Queue `operation` (which may add `records` records of `nbytes`) and journal it."""
+    def _write(
+        self,
+        operation: tuple[Any, ...],
+        records: int = 0,
+        nbytes: int = 0,
+        journaled: tuple[Any, ...] | None = None,
+        events: int = 1,
+    ) -> None:
+        """Queue `operation` (which may add `records` records of `nbytes`, and tells
+        `events` events) and journal it (or the `journaled` form of it)."""
         self._queued.append(operation)
+        self._queued_events += events
         if self.journal is not None:
-            self.journal.append(operation)
+            self.journal.append(operation if journaled is None else journaled)
         self._queued_records += records
         self._queued_bytes += nbytes
         if (
-            len(self._queued) >= _QUEUE_LIMIT
+            self._queued_events >= _QUEUE_LIMIT
             or len(self._live) + self._queued_records > self.record_limit
             or self._bytes + self._queued_bytes > self.size_limit
         ):
@@ -162,8 +167,8 @@ class TaskStore:
 
     @property
     def queued(self) -> int:
-        """Operations waiting to be applied to the records."""
-        return len(self._queued)
+        """Events waiting to be applied to the records."""
+        return self._queued_events
 
     def settle(self) -> None:
         """Apply the queued operations now (reads do it first anyway)."""
@@ -174,8 +179,8 @@ class TaskStore:
         if not self._queued:
             return
         queued, self._queued = self._queued, []
-        self._queued_records = self._queued_bytes = 0
-        collecting = gc.isenabled() and len(queued) > _MANY
+        collecting = gc.isenabled() and self._queued_events > _MANY
+        self._queued_events = self._queued_records = self._queued_bytes = 0
         if collecting:
             gc.disable()  # many new records at once: collections would rescan them all
         try:
@@ -188,17 +193,8 @@ class TaskStore:
     def _apply(self, operation: tuple[Any, ...]) -> None:
         """Make the change `operation` describes (also when replaying the journal)."""
         match operation:
-            case ("S", when, item, queue, engine_uuid):
-                self._insert(submitted_record(when, item, queue, engine_uuid))
-            case ("A", msg_id, engine_uuid):
-                if msg_id in self._doc_ids:
-                    self._update(msg_id, {"engine_uuid": engine_uuid})
-            case ("F", when, result, queue, engine_uuid):
-                fields = finished_fields(when, result, engine_uuid)
-                if result.msg_id in self._doc_ids:
-                    self._update(result.msg_id, fields)
-                else:  # its submission was culled, or recorded by a controller before this one
-                    self._insert({"msg_id": result.msg_id, "queue": queue, **fields})
+            case ("L", queue, submitted, assigned, finished, engines):
+                self._apply_log(queue, submitted, assigned, finished, engines)
             case ("i", record):
                 self._insert(record)
             case ("u", msg_id, fields):
@@ -208,6 +204,32 @@ class TaskStore:
                 self._remove(msg_ids)
             case _:
                 raise ValueError(f"unknown task database operation {operation[:1]!r}")
+
+    def _apply_log(
+        self,
+        queue: str,
+        submitted: Sequence[tuple[float, Any, Any]],
+        assigned: Sequence[tuple[float, str, int]],
+        finished: Sequence[tuple[float, Any, Any]],
+        engines: Mapping[int, str],
+    ) -> None:
+        unpickled: dict[int, list[Any]] = {}  # journaled messages: their contents, once each
+        for when, item, received in submitted:
+            if item is None:
+                item = Received(*received).message(unpickled)
+            engine_uuid = engines.get(getattr(item, "engine", -1))
+            self._insert(submitted_record(when, item, queue, engine_uuid))
+        for _when, msg_id, engine in assigned:
+            if msg_id in self._doc_ids:
+                self._update(msg_id, {"engine_uuid": engines.get(engine)})
+        for when, result, received in finished:
+            if result is None:
+                result = Received(*received).message(unpickled)
+            fields = finished_fields(when, result, engines.get(result.engine))
+            if result.msg_id in self._doc_ids:
+                self._update(result.msg_id, fields)
+            else:  # its submission was culled, or recorded by a controller before this one
+                self._insert({"msg_id": result.msg_id, "queue": queue, **fields})
 
     def _insert(self, record: dict[str, Any]) -> None:
         msg_id = record["msg_id"]
@@ -337,6 +359,20 @@ def _project(record: Mapping[str, Any], keys: Sequence[str] | None) -> dict[str,
         if projected.get(key):
             projected[key] = as_bytes(projected[key])  # received frames are memoryviews
     return projected
+
+
+def _payload_bytes(item: Request | SubmitTask) -> int:
+    request = item.request if isinstance(item, SubmitTask) else item
+    payload = getattr(request, "payload", None)
+    return 0 if payload is None else int(payload.nbytes)
+
+
+def _as_received(
+    entries: Sequence[tuple[float, Any, Received | None]],
+) -> list[tuple[float, Any, tuple[bytes, int] | None]]:
+    """Events to journal: a message that came from the network as the bytes it came in
+    (a plain tuple: pickled without a Python call)."""
+    return [(w, None, (r.content, r.at)) if r is not None else (w, m, None) for w, m, r in entries]
 
 
 def _nbytes(buffers: Any) -> int:

@@ -2,13 +2,15 @@
 
 Prints
 - records/s for submission plus completion at 10k and 100k records (memory and file
-  backends; the file backend group-commits every 500 events, as the DB writer does per
-  batch), the events of a no-op apply, including building the records once read;
+  backends; events come in batches of 250 and the file backend group-commits each, as
+  the DB writer does), the events of a no-op apply as received from the network,
+  including building the records once read;
 - query latency for a msg_id $in of 100 ids and a `completed $ne None` scan at 100k;
 - restart time at 100k records: replaying the journal, and loading a snapshot;
 - no-op load-balanced tasks/s of a 2-engine process cluster with no task database, the
-  in-memory one and the file one (rounds interleaved, median and range), the cost of each,
-  and the controller's CPU time per task (steadier than throughput on a shared machine).
+  in-memory one and the file one (each in a fresh process, rounds interleaved, median and
+  range), the cost of each, and the controller's CPU time per task (steadier than
+  throughput on a shared machine).
 
 Run: python bench/taskdb.py [--tasks 5000] [--rounds 3]
 """
@@ -19,16 +21,18 @@ import argparse
 import os
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from actorcluster.actors.messages import Apply, TaskResult
+from actorcluster.actors.messages import Apply, TaskLog, TaskResult
 from actorcluster.actors.store import TaskStore, open_store
-from actorcluster.transport import serialize
+from actorcluster.transport import Item, Message, Received, Session, serialize
 
 
 def _noop() -> None:
@@ -55,21 +59,28 @@ def _events(n: int) -> list[tuple[Apply, TaskResult]]:
     return events
 
 
+def _as_received(session: Session, message: Message) -> tuple[float, Any, Received]:
+    """An event as the DB writer hears it: the message as received, and the bytes it came in."""
+    wire = session.unpack(session.pack([Item("relay", None, message)]))
+    assert isinstance(wire.content, bytes)
+    return (time.time(), wire.items[0].message, Received(wire.content, 0))
+
+
 def fill(store: TaskStore, n: int) -> float:
-    """Record the submission and completion of `n` tasks, as the DB writer does (a commit
-    per 500 events), then read them once (the records are built); return records/s."""
-    events = _events(n)
-    now = time.time()
+    """Record the submission and completion of `n` tasks as the DB writer does (events
+    in batches of 250, a commit per batch), then read them once (the records are built);
+    return records/s."""
+    session = Session(b"bench-key")
+    requests, results = [], []
+    for request, result in _events(n):
+        requests.append(_as_received(session, request))
+        results.append(_as_received(session, result))
+    engines = {0: "engine-0", 1: "engine-1"}
     started = time.perf_counter()
-    for i, (request, _) in enumerate(events, 1):
-        store.submitted(now, request, "mux", f"engine-{i % 2}")
-        if i % 500 == 0:
+    for events, kind in ((requests, "submitted"), (results, "finished")):
+        for i in range(0, n, 250):
+            store.log(TaskLog(queue="mux", **{kind: tuple(events[i : i + 250])}), engines)
             store.commit()
-    for i, (_, result) in enumerate(events, 1):
-        store.finished(now, result, "mux", f"engine-{i % 2}")
-        if i % 500 == 0:
-            store.commit()
-    store.commit()
     assert len(store) >= n
     return n / (time.perf_counter() - started)
 
@@ -147,13 +158,19 @@ def lb_rate(db: str, tasks: int) -> tuple[float, float]:
 
 
 def cluster_rows(folder: Path, tasks: int, rounds: int) -> list[tuple[str, str]]:
+    """Each measurement in a fresh client process (a client that ran a cluster before runs
+    the next one slower: its heap is bigger, its collections longer), the kinds in a
+    rotating order, so that neither history nor order favours one kind."""
     kinds = {"none": "none", "memory": "memory", "file": str(folder / "cluster-db")}
     rates: dict[str, list[float]] = {kind: [] for kind in kinds}
     cpus: dict[str, list[float]] = {kind: [] for kind in kinds}
-    for _ in range(rounds):
-        for kind, db in kinds.items():
+    order = list(kinds)
+    for round_ in range(rounds):
+        for kind in order[round_ % 3 :] + order[: round_ % 3]:
             shutil.rmtree(folder / "cluster-db", ignore_errors=True)
-            rate, cpu = lb_rate(db, tasks)
+            command = [sys.executable, __file__, "--lb-rate", kinds[kind], "--tasks", str(tasks)]
+            done = subprocess.run(command, capture_output=True, text=True, timeout=900, check=True)
+            rate, cpu = map(float, done.stdout.split()[-2:])
             rates[kind].append(rate)
             cpus[kind].append(cpu)
     medians = {kind: statistics.median(values) for kind, values in rates.items()}
@@ -185,7 +202,11 @@ def main() -> None:
     parser.add_argument("--tasks", type=int, default=5000, help="tasks per throughput round")
     parser.add_argument("--rounds", type=int, default=3, help="rounds per database kind")
     parser.add_argument("--skip-cluster", action="store_true", help="only the store numbers")
+    parser.add_argument("--lb-rate", metavar="DB", help=argparse.SUPPRESS)  # one measurement
     args = parser.parse_args()
+    if args.lb_rate:
+        print(*lb_rate(args.lb_rate, args.tasks))
+        return
     folder = Path(tempfile.mkdtemp(prefix="actorcluster-bench-"))
     try:
         rows = store_rows(folder)

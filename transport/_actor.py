@@ -26,7 +26,7 @@ from actorcluster.transport._guarded import GuardedActor, as_remote_error
 from actorcluster.transport._inbox import FdReady, Frames, SocketInbox
 from actorcluster.transport._message import Message, Ping, Pong, Reply, Terminated, Unwatch, Watch
 from actorcluster.transport._port import Port
-from actorcluster.transport._session import Incoming, Item, Session, WireError
+from actorcluster.transport._session import Incoming, Item, Received, Session, WireError
 from actorcluster.transport._zmqio import send_frames
 from pykka._envelope import Envelope
 
@@ -139,7 +139,8 @@ class SocketActor(GuardedActor):
                 _hosts[self.node] = self
         self.address = str(Address(self.node or "local", name))
         self.hosted: dict[str, pykka.ActorRef[Any]] = {}
-        self.incoming: Incoming | None = None
+        self.incoming: Incoming | None = None  # the wire message being handled
+        self._at = 0  # ... and the item of it
         self.port = Port(
             session,
             self.context,
@@ -265,10 +266,19 @@ class SocketActor(GuardedActor):
 
         self.incoming = incoming
         try:
-            for item in incoming.items:
+            for self._at, item in enumerate(incoming.items):
                 self._dispatch(item, reply, sender)
         finally:
             self.incoming = None
+
+    def received_as(self, message: Message) -> Received | None:
+        """Where `message` came from, if it is the one being handled now and came from the
+        network without out-of-band buffers; else None."""
+        incoming = self.incoming
+        if incoming is None or incoming.buffers or incoming.items[self._at].message is not message:
+            return None
+        content = incoming.content
+        return Received(content if type(content) is bytes else _bytes(content), self._at)
 
     def _on_pushed(self, node: str, item: Item) -> None:
         self._last_seen[node] = time.monotonic()
@@ -393,6 +403,12 @@ class SocketActor(GuardedActor):
         finally:
             self.port.close()
             self.inbox.close(linger=200)
+
+
+def _bytes(frame: Any) -> bytes:
+    """A frame's bytes (a zmq.Frame keeps them: asked again, the same object)."""
+    data = getattr(frame, "bytes", None)
+    return data if isinstance(data, bytes) else bytes(frame)
 
 
 def _send(router: zmq.Socket[Any], frames: list[Any]) -> None:

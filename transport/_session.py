@@ -103,6 +103,28 @@ class Incoming:
     parent: dict[str, Any]
     metadata: dict[str, Any]
     items: list[Item]
+    content: Frame = b""  # the signed pickle of the items' messages
+    buffers: int = 0  # how many out-of-band buffer frames came with it
+
+
+class Received(NamedTuple):
+    """Where a message came from: the signed content of its wire message (the pickle of
+    every item's message) and its place there. Keeping these bytes is the cheap way to
+    store a received message again: no pickling (the task database journals them)."""
+
+    content: bytes
+    at: int
+
+    def message(self, unpickled: dict[int, list[Message]] | None = None) -> Message:
+        """The message, unpickled again from its content; `unpickled` keeps the contents
+        unpickled so far (by id), for many messages of one content."""
+        if unpickled is None:
+            message: Message = pickle.loads(self.content)[self.at]
+            return message
+        messages = unpickled.get(id(self.content))
+        if messages is None:
+            messages = unpickled[id(self.content)] = pickle.loads(self.content)
+        return messages[self.at]
 
 
 class ReplayGuard:
@@ -372,7 +394,7 @@ class Session:
                 raise WireError("bad_content", f"content is {type(message).__name__}, not {kind}")
             items.append(_item((to, cid if type(cid) is str else None, message)))
         idents = [bytes(f) for f in frames[:at]] if at else []
-        return Incoming(idents, header, parent, metadata, items)
+        return Incoming(idents, header, parent, metadata, items, content, len(buffers))
 
     @staticmethod
     def _messages(content: Frame, buffers: list[memoryview], digests: list[str] | None) -> Any:

@@ -40,8 +40,8 @@ def test_a_result_heard_before_its_request_is_kept_when_the_request_comes(
         submitted=now - 0.001,  # by the client's clock
     )
     result = TaskResult(msg_id="m1", engine=0, status="ok", value=serialize(2), direct=True)
-    db.tell(TaskLog(queue="mux", finished=((now, result),)))
-    db.tell(TaskLog(queue="mux", submitted=((now + 0.001, request),)))
+    db.tell(TaskLog(queue="mux", finished=((now, result, None),)))
+    db.tell(TaskLog(queue="mux", submitted=((now + 0.001, request, None),)))
     (record,) = db.ask(DbQuery(query={"msg_id": "m1"}, keys=None), timeout=5)
     assert record["completed"] is not None and record["result_content"]["status"] == "ok"
     assert record["metadata"]["targets"] == [0]
@@ -56,7 +56,7 @@ def test_records_are_built_once_the_events_stop_without_anything_reading_them() 
     try:
         now = time.time()
         requests = tuple(
-            (now, Apply(msg_id=f"m{i}", client="127.0.0.1:1", engine=0, payload=serialize(i)))
+            (now, Apply(msg_id=f"m{i}", client="127.0.0.1:1", engine=0, payload=serialize(i)), None)
             for i in range(50)
         )
         ref.tell(TaskLog(queue="mux", submitted=requests))

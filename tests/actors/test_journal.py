@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 from actorcluster.actors.journal import BLOB_MIN, DatabaseCorrupt, DatabaseLocked, Journal
-from actorcluster.actors.messages import Apply, SubmitTask, TaskResult
+from actorcluster.actors.messages import Apply, SubmitTask, TaskLog, TaskResult
 from actorcluster.actors.store import TaskStore, open_store
-from actorcluster.transport import serialize
+from actorcluster.transport import Item, Received, Session, serialize
 
 NOW = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
 
@@ -74,24 +74,47 @@ def test_a_record_finished_after_a_commit_is_journaled_by_what_changed(tmp_path:
 
 
 def test_replayed_events_make_the_records_the_events_made(tmp_path: Path) -> None:
-    request = Apply(msg_id="e1", client="127.0.0.1:1", engine=-1, payload=serialize((1, "x")))
-    task = SubmitTask(request=request, targets=(0,), retries=1)
+    # Two tasks arrived together in one wire message (journaled as the bytes they came in),
+    # one was made in the controller (journaled as itself); one result came alone.
+    session = Session(b"test-key-0123456789")
+    tasks = [
+        SubmitTask(
+            request=Apply(msg_id=f"e{i}", client="127.0.0.1:1", payload=serialize((i, "x"))),
+            targets=(0,),
+            retries=1,
+        )
+        for i in (1, 2, 3)
+    ]
+    items = [Item("task", None, task) for task in tasks[:2]]
+    wire = session.unpack(session.pack(items))
+    assert isinstance(wire.content, bytes)
+    arrived = [(1.0, item.message, Received(wire.content, i)) for i, item in enumerate(wire.items)]
     result = TaskResult(msg_id="e1", engine=0, status="ok", value=serialize(2), metadata={})
-    late = TaskResult(msg_id="e2", engine=0, status="ok", value=serialize(3), metadata={})
+    alone = session.unpack(session.pack([Item("task", None, result)]))
+    late = TaskResult(msg_id="e4", engine=0, status="ok", value=serialize(3), metadata={})
+    log = TaskLog(
+        queue="task",
+        submitted=(*arrived, (1.5, tasks[2], None)),
+        assigned=((1.2, "e1", 0),),
+        finished=(
+            (2.0, alone.items[0].message, Received(alone.content, 0)),
+            (3.0, late, None),  # its submission never heard of
+        ),
+    )
     stores = [_reopen(tmp_path), TaskStore()]
     for store in stores:
-        store.submitted(1.0, task, "task", None)
-        store.assigned("e1", "engine-0")
-        store.finished(2.0, result, "task", "engine-0")
-        store.finished(3.0, late, "task", None)  # its submission never heard of
+        store.log(log, {0: "engine-0"})
     file_store, memory = stores
     file_store.commit()
     assert file_store.journal is not None
+    journaled = file_store.journal.journal_path.read_bytes()
+    assert journaled.count(wire.content) == 1 and alone.content in journaled
     os.close(file_store.journal._lock_fd)  # as if the process died
     again = _reopen(tmp_path)
-    for msg_id in ("e1", "e2"):
+    for msg_id in ("e1", "e2", "e3", "e4"):
         assert again.get(msg_id) == memory.get(msg_id)
-    assert again.get("e1")["engine_uuid"] == "engine-0" and not again.pending
+    assert again.get("e1")["engine_uuid"] == "engine-0"
+    assert again.pending == {"e2", "e3"}
 
 
 def _closed_with_three_records(folder: Path) -> Path:
