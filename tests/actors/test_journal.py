@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import time
+import weakref
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -115,6 +116,24 @@ def test_replayed_events_make_the_records_the_events_made(tmp_path: Path) -> Non
         assert again.get(msg_id) == memory.get(msg_id)
     assert again.get("e1")["engine_uuid"] == "engine-0"
     assert again.pending == {"e2", "e3"}
+
+
+def test_a_logged_message_from_the_network_is_kept_as_the_bytes_it_came_in() -> None:
+    # A burst of tasks must not keep its messages alive (for the garbage collector to
+    # scan again and again) until something reads the records.
+    session = Session(b"test-key-0123456789")
+    request = Apply(msg_id="n1", client="127.0.0.1:1", engine=0, payload=serialize(41))
+    wire = session.unpack(session.pack([Item("relay", None, request)]))
+    arrived = wire.items[0].message
+    gone = weakref.ref(arrived)
+    store = TaskStore()
+    store.log(TaskLog(queue="mux", submitted=((1.0, arrived, Received(wire.content, 0)),)), {})
+    del wire, arrived
+    assert gone() is None
+    assert store.queued == 1  # not built yet
+    (record,) = store.find({"msg_id": "n1"})
+    assert record["engine_uuid"] is None and record["header"]["msg_id"] == "n1"
+    assert store.queued == 0
 
 
 def _closed_with_three_records(folder: Path) -> Path:
