@@ -3,7 +3,9 @@ thread, and the result comes back as the answer on that thread's own socket.
 
 A blocking direct call (`_send_now`) is asked of the engine's executor; a blocking
 load-balanced call (`_submit_now`) goes to the scheduler from the calling thread, and the
-executor that runs it answers on the connection the thread made to it (`_answered_here`).
+executor that runs it answers on the connection the thread made to it (`_answered_here`);
+or, when the engine that ran the last one is likely idle, straight to that engine, with a
+copy to the scheduler (`_placed`): an engine busy after all sends it back to the scheduler.
 An answer whose waiter left (an interrupt, a timeout) is still read: the I/O thread sweeps
 the asking threads' ports (`_sweep`).
 """
@@ -13,11 +15,11 @@ from __future__ import annotations
 import logging
 import threading
 import weakref
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from actorcluster.actors.messages import ExecutorAt, Request, SubmitTask, TaskResult
+from actorcluster.actors.messages import ExecutorAt, Reclaim, Request, SubmitTask, TaskResult
 from actorcluster.asyncresult import AsyncResult
 from actorcluster.error import ActorClusterError
 from actorcluster.transport import Address, ReplyFuture, ThreadPort, actor_of
@@ -27,6 +29,7 @@ __all__ = ["BlockingCalls"]
 logger = logging.getLogger(__name__)
 
 _ASK_FOREVER = 10 * 365 * 86400.0  # an asked request's result may take as long as it takes
+_PLACE_MAX = 64 * 1024  # bytes of payload past which a task is not placed (it would travel twice)
 _ELSEWHERE = ActorClusterError("the result came another way")  # ends a wait for an answer
 
 
@@ -43,6 +46,8 @@ class BlockingCalls:
         _lock: threading.Lock
         _engines: dict[int, str]
         _executors: dict[str, str]
+        _idle: int | None
+        _places: bool
         _asking: dict[int, weakref.ref[ThreadPort]]
         outstanding: set[str]
         session: Any
@@ -103,7 +108,12 @@ class BlockingCalls:
             return False
         port = ThreadPort.of_thread(self.session)
         if len(tasks) == 1 and isinstance(tasks[0], SubmitTask):
-            tasks = [self._answered_here(tasks[0], ar, io, port, node)]
+            single, unanswered = self._placed(
+                self._answered_here(tasks[0], ar, io, port, node), io, port
+            )
+            if unanswered is not None:
+                ar.on_unanswered(unanswered)
+            tasks = [single]
         for task in tasks:
             port.send_now(node, name, task)
         return True
@@ -133,10 +143,52 @@ class BlockingCalls:
             return task
         self._asks_on(port)
         cid, answer = port.expect(scheduler, "a load-balanced task", _ASK_FOREVER)
-        answer.add_done_callback(self._answered)
+        answer.add_done_callback(self._ran)
         ar.drive(answer, _nothing)
         ar.add_done_callback(lambda _: port.cancel(cid, _ELSEWHERE))
         return replace(task, request=replace(task.request, answer=(port.identity.decode(), cid)))
+
+    def _placed(
+        self, task: SubmitTask, io: Any, port: ThreadPort
+    ) -> tuple[SubmitTask, Callable[[], None] | None]:
+        """Send `task`, to be answered here, straight to the executor of the engine that ran
+        this client's last blocking balanced call (idle now, unless busy with others'
+        tasks: the least loaded) and return the scheduler's copy; or return `task` as it
+        is, for the scheduler to place: under another scheme than leastload, when it has
+        graph dependencies, is not for that engine, is large (it would travel twice), or
+        that engine is gone or not connected yet. With a placed task comes what to do if
+        it is not answered in a moment: ask its engine to send it back to the scheduler if
+        it is busy with another task (it reads its socket only between tasks)."""
+        engine, request = self._idle, task.request
+        if not self._places or engine is None or request.answer is None:
+            return task, None
+        if task.after or task.follow or engine not in self._engines:
+            return task, None
+        if task.targets is not None and engine not in task.targets:
+            return task, None
+        node = io.nodes.get(engine)
+        executor = self._executor_of(engine, node, port) if node else ""
+        if not executor or not port.connected(executor) or request.payload.nbytes > _PLACE_MAX:
+            return task, None
+        direct = Address.dialable(request.client)  # as the scheduler would send it
+        placed = replace(
+            request, engine=engine, reply=self._config.task, direct=direct, placed=True
+        )
+        port.send_now(executor, "executor", placed)
+
+        def unanswered() -> None:
+            port.send_now(str(node), "engine", Reclaim(msg_id=request.msg_id))
+
+        return replace(task, placed=engine), unanswered
+
+    def _ran(self, answer: ReplyFuture) -> None:
+        """A blocking balanced call's success: its engine may take the next one directly."""
+        try:
+            result = answer.get(timeout=0)
+        except Exception:  # noqa: BLE001 - it failed: the scheduler tells the client
+            return
+        self._idle = result.engine
+        self._on_result(result)
 
     def _asks_on(self, port: ThreadPort) -> None:
         """`port` may get answers its thread stops waiting for: `_sweep` reads them."""

@@ -181,6 +181,11 @@ class AsyncResult(Future[Any]):
         self._asks.append(asked)
         self._unanswered = unanswered
 
+    def on_unanswered(self, unanswered: Callable[[], Any]) -> None:
+        """Run `unanswered` (once) instead, if this result is not done within a moment of
+        the first `get` (see `drive`)."""
+        self._unanswered = unanswered
+
     def _drive_asks(self, timeout: float | None) -> None:
         deadline = None if timeout is None else time.monotonic() + timeout
         unanswered, self._unanswered = self._unanswered, None

@@ -92,6 +92,8 @@ class Client(TaskDatabase, BlockingCalls):
         self._targets: dict[str, int] = {}
         self._engines: dict[int, str] = {}
         self._executors: dict[str, str] = {}  # engine uuid -> where its executor listens
+        self._idle: int | None = None  # the engine that last ran a blocking balanced call
+        self._places = info.get("scheme", "") == "leastload"  # may a client place tasks
         # the ports of threads that asked executors: answers a waiter left are read anyway
         self._asking: dict[int, weakref.ref[ThreadPort]] = {}
         self._lock = threading.Lock()

@@ -118,6 +118,7 @@ class Controller:
             "hub": self.hub.address,
             "notification": self.hub.publisher.endpoint,
             "bulk_threshold": bulk_threshold,
+            "scheme": scheme,  # leastload: a blocking call may go to an idle engine directly
         }
         self.engine_info: dict[str, Any] = {
             **self.client_info,

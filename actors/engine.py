@@ -24,6 +24,7 @@ from actorcluster.actors.kernel import Kernel
 from actorcluster.actors.messages import (
     Abort,
     Apply,
+    Bounced,
     Clear,
     EngineConfig,
     Execute,
@@ -31,6 +32,7 @@ from actorcluster.actors.messages import (
     Hello,
     Pull,
     Push,
+    Reclaim,
     RegisterEngine,
     Request,
     ShutdownEngine,
@@ -188,6 +190,9 @@ class Engine(SocketActor):
                     result = self._outcome(msg_id, "aborted", aborted(msg_id))
                     self.send(reply or self.info["relay"], result)
                 self._answer(message, "ok")
+            case Reclaim(msg_id=msg_id):
+                if self.executor.reclaim(msg_id):
+                    self.send(self.info["scheduler"], Bounced(msg_id=msg_id, engine=self.id))
             case ExecutorAt():
                 return self.executor.node
             case Terminated(address=address, reason=reason):

@@ -19,6 +19,7 @@ from actorcluster.actors.bounded import remember
 from actorcluster.actors.kernel import Kernel
 from actorcluster.actors.messages import (
     Apply,
+    Bounced,
     Execute,
     Pull,
     Push,
@@ -158,6 +159,19 @@ class Executor:
                 unread.append(msg_id)
         return taken, unread
 
+    def reclaim(self, msg_id: str) -> bool:
+        """Take back the request `msg_id` if another runs now (it would wait behind it):
+        from the queue, or unread (it is dropped when read). False if this executor is
+        idle (it runs it next) or runs or ran it already."""
+        with self._lock:
+            if self.running in (None, msg_id) or msg_id in self._finished:
+                return False
+            kept = [w for w in self._queue if getattr(w, "msg_id", None) != msg_id]
+            if len(kept) == len(self._queue):
+                remember(self._aborted, msg_id, None, _VIA_LIMIT)  # unread: drop it when read
+            self._queue = deque(kept)
+            return True
+
     def _reply_to(self, address: str) -> Address:
         if not address:
             return self._relay
@@ -262,16 +276,21 @@ class Executor:
                 else:
                     sends = self._sends(result, queued, port)
                 for to, message in sends:
-                    if to.name != "client" and not self.online.is_set():
-                        self._held.append((to, message))  # for the controller, once back
-                    elif port.post(to.node, to.name, message) >= port.batch_limit:
-                        port.flush()
+                    self._post(port, to, message)
                 if not more:
                     port.flush()
                     self._resend(port)
         finally:
             port.close()
             self._listener.close()
+
+    def _post(self, port: Port, to: Address, message: Message) -> None:
+        """Send `message` (with the next flush); one for the controller while it is away
+        is held until it is back."""
+        if to.name != "client" and not self.online.is_set():
+            self._held.append((to, message))
+        elif port.post(to.node, to.name, message) >= port.batch_limit:
+            port.flush()
 
     def _next(self, port: Port) -> tuple[Waiting, bool]:
         """The next request, and whether more wait. While idle, read the requests asked
@@ -314,10 +333,20 @@ class Executor:
                     if answered:
                         del self._aborted[request.msg_id]
                     aborted = answered or self._abort_all
-                    if not aborted:
+                    busy = bool(self._queue) or self.running is not None
+                    bounce = not aborted and busy and isinstance(request, Apply) and request.placed
+                    if not (aborted or bounce):
                         self._queue.append(waiting)
                 if aborted:
                     self._aborted_answer(waiting, port, tell=not answered)
+                elif bounce:  # its client thought this engine idle: the scheduler places it
+                    engine = self.kernel.engine_info.get("engine_id", -1)
+                    self._post(
+                        port,
+                        self._reply_to(request.reply),
+                        Bounced(msg_id=request.msg_id, engine=engine),
+                    )
+                    port.flush()
         with self._lock:
             self._abort_all = False
 

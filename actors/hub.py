@@ -118,7 +118,7 @@ class Hub(SocketActor):
                 if balanced:
                     self.unassigned = unassigned
             case TasksFinished(tasks=tasks, balanced=balanced, unassigned=unassigned):
-                for msg_id, engine, _status in tasks:
+                for msg_id, engine, status in tasks:
                     record = self.engines.get(engine)
                     self.tasks.pop(msg_id, None)
                     held = (
@@ -126,7 +126,7 @@ class Hub(SocketActor):
                     )
                     if record is not None and held is not None and msg_id in held:
                         held.discard(msg_id)
-                        record.completed += 1
+                        record.completed += status != "moved"  # moved: sent elsewhere
                 if balanced:
                     self.unassigned = unassigned
             case RegisterEngine():

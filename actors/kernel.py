@@ -115,6 +115,7 @@ class Kernel:
             msg_id=request.msg_id,
             client=request.client,
             direct=answers_client(request, status),
+            placed=isinstance(request, Apply) and request.placed,
             engine=self.engine_info.get("engine_id", -1),
             status=status,
             value=value,

@@ -113,9 +113,15 @@ class _Request(Message):
 
 @dataclass(frozen=True, kw_only=True)
 class Apply(_Request):
-    """Run `fn(*args, **kwargs)` on an engine; the payload holds (fn, args, kwargs)."""
+    """Run `fn(*args, **kwargs)` on an engine; the payload holds (fn, args, kwargs).
+
+    `placed`: a load-balanced task its client sent straight to this engine, which it saw
+    idle (a blocking call), with a copy to the scheduler (`reply`): an engine that is busy
+    when it reads it sends it back (`Bounced`) for the scheduler to place.
+    """
 
     payload: Payload
+    placed: bool = False
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -178,6 +184,24 @@ class SubmitTask(Message):
     # what the client knows of those dependencies (msg_id, engine, status; "" = pending):
     # the scheduler may not have heard yet of a direct task the client already has
     known: tuple[tuple[str, int, str], ...] = ()
+    placed: int = -1  # the engine its client sent it to (`Apply.placed`); this is a copy
+
+
+@dataclass(frozen=True, kw_only=True)
+class Reclaim(Message):
+    """Client -> engine: my task placed here (`Apply.placed`) is not answered yet; if you
+    are busy with another, send it back (`Bounced`) before you run it."""
+
+    msg_id: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class Bounced(Message):
+    """Engine -> scheduler: a task its client placed here (`Apply.placed`) found the engine
+    busy and was not run; place it elsewhere."""
+
+    msg_id: str
+    engine: int
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -224,6 +248,7 @@ class TaskResult(Message):
     metadata: dict[str, Any] = field(default_factory=dict)
     direct: bool = False  # the engine sent it to the client too: this copy is a record
     bulk: int = 0  # bytes of value that went straight to the client; this copy has none
+    placed: bool = False  # of a request its client placed: may beat the scheduler's copy
 
 
 # -- the hub ---------------------------------------------------------------------------
@@ -288,7 +313,8 @@ class TasksSubmitted(Message):
 
 @dataclass(frozen=True, kw_only=True)
 class TasksFinished(Message):
-    """Relay or scheduler -> Hub: these requests finished (msg_id, engine, status)."""
+    """Relay or scheduler -> Hub: these requests finished (msg_id, engine, status), or left
+    their engine unrun (status "moved": a placed task the engine sent back)."""
 
     tasks: tuple[tuple[str, int, str], ...]
     balanced: bool = False

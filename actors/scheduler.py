@@ -4,6 +4,11 @@ Tasks wait in one queue until an engine allowed for them has room (fewer than `h
 tasks outstanding); a scheme picks among those engines. A result frees its engine's slot
 and goes to the client; a failed task with retries left runs again on another engine,
 as does every task stranded on an engine that died.
+
+A blocking call may be placed by its client on an engine it saw idle (`Apply.placed`,
+one hop fewer); the scheduler gets a copy and counts it as running there. The copy, the
+engine's result and, if the engine was busy after all, its `Bounced`, come on different
+connections: whichever comes first waits for the copy.
 """
 
 from __future__ import annotations
@@ -14,12 +19,14 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
+from actorcluster.actors.bounded import remember
 from actorcluster.actors.graph import TaskGraph, as_dependency
 from actorcluster.actors.messages import (
     HWM,
     Abort,
     AbortTasks,
     Apply,
+    Bounced,
     EngineAdded,
     EngineDied,
     Hello,
@@ -44,6 +51,8 @@ from actorcluster.error import (
 __all__ = ["TaskScheduler"]
 
 logger = logging.getLogger(__name__)
+
+_EARLY_LIMIT = 10_000  # results and bounces of placed tasks kept waiting for their copy
 
 
 @dataclass(frozen=True)
@@ -105,6 +114,8 @@ class TaskScheduler(SocketActor):
         self.blocked: list[_Task] = []
         self.graph = TaskGraph()
         self.running: dict[str, _Task] = {}
+        self.early: dict[str, TaskResult] = {}  # of placed tasks, before their copy
+        self.bounced: dict[str, None] = {}  # placed tasks sent back before their copy
         self.report = HubReport(hub, balanced=True, db=db, origin=self.received_as)
 
     def on_receive(self, message: Any) -> Any:
@@ -125,8 +136,13 @@ class TaskScheduler(SocketActor):
                 )
                 if timeout is not None:
                     self.call_later(timeout, _Expire(message.request.msg_id))
-                self._admit(task)
+                if message.placed >= 0:
+                    self._placed(task, message.placed)
+                else:
+                    self._admit(task)
                 self._assign()
+            case Bounced(msg_id=msg_id, engine=engine):
+                self._bounced(msg_id, engine)
             case TasksSubmitted(tasks=tasks):  # direct tasks, from the relay
                 for msg_id, _engine, _client in tasks:
                     self.graph.submitted(msg_id)
@@ -206,18 +222,53 @@ class TaskScheduler(SocketActor):
             direct=Address.dialable(original.client),  # a success goes straight back
             answer=original.answer,
         )  # not dataclasses.replace: this is the hot path
+        self._run(task, engine)
+        self.send_to(*self.executors[engine], request)
+
+    def _placed(self, task: _Task, engine: int) -> None:
+        """The copy of a task its client placed on `engine`: it runs there, unless the
+        engine sent it back or is gone (then it is placed here), or it ran already."""
+        msg_id = task.submit.request.msg_id
+        early = self.early.pop(msg_id, None)
+        came_back = msg_id in self.bounced
+        self.bounced.pop(msg_id, None)
+        if early is None and (came_back or engine not in self.engines):
+            self._admit(task)
+            return
+        self._run(task, engine)
+        if early is not None:
+            self._result(early)
+
+    def _bounced(self, msg_id: str, engine: int) -> None:
+        """A placed task found its engine busy: place it, as any other."""
+        task = self.running.get(msg_id)
+        if task is None or task.engine != engine:
+            remember(self.bounced, msg_id, None, _EARLY_LIMIT)  # before its copy
+            return
+        del self.running[msg_id]
+        self.loads[engine] -= 1
+        self.report.finished.append((msg_id, engine, "moved"))
+        task.engine = -1
+        self.queue.appendleft(task)
+        self._assign()
+
+    def _run(self, task: _Task, engine: int) -> None:
+        """Count `task` as running on `engine`."""
+        request = task.submit.request
         task.engine = engine
         self.running[request.msg_id] = task
-        self.loads[engine] += 1
-        self.used[engine] = time.monotonic()
-        self.send_to(*self.executors[engine], request)
+        if engine in self.loads:  # (a placed task's result may outlive its engine)
+            self.loads[engine] += 1
+            self.used[engine] = time.monotonic()
         self.report.submitted.append((request.msg_id, engine, request.client))
         self.report.record_assignment(request.msg_id, engine)
 
     def _result(self, result: TaskResult) -> None:
         task = self.running.pop(result.msg_id, None)
         if task is None:
-            if not result.direct and result.client:  # an engine cannot reach the client
+            if result.placed and result.msg_id not in self.graph.known:
+                remember(self.early, result.msg_id, result, _EARLY_LIMIT)  # before its copy
+            elif not result.direct and result.client:  # an engine cannot reach the client
                 self.send_to(result.client, "client", result)
             else:
                 logger.debug("result of unknown or already failed task %s", result.msg_id)

@@ -10,8 +10,9 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
+from typing import Any
 
 import pykka
 import pytest
@@ -34,20 +35,25 @@ def wait_until(
 
 
 @contextmanager
-def io_thread_stuck(rc: Client) -> Iterator[None]:
-    """Keep the client's I/O thread busy (as with a burst of results) inside the block."""
+def actor_stuck(ref: pykka.ActorRef[Any]) -> Iterator[None]:
+    """Keep a socket actor's thread busy (as with a burst of messages) inside the block."""
     release, stuck = threading.Event(), threading.Event()
 
     def hold() -> None:
         stuck.set()
         release.wait(30)
 
-    rc._io.tell(FdReady(hold))
+    ref.tell(FdReady(hold))
     assert stuck.wait(10)
     try:
         yield
     finally:
         release.set()
+
+
+def io_thread_stuck(rc: Client) -> AbstractContextManager[None]:
+    """Keep the client's I/O thread busy (as with a burst of results) inside the block."""
+    return actor_stuck(rc._io)
 
 
 class Peer:

@@ -12,7 +12,14 @@ from actorcluster.transport import ThreadPort, serialize
 
 from actorcluster import AsyncResult, Client, Cluster, LoadBalancedView
 from actorcluster.error import DependencyTimeout, EngineError, RemoteError, TaskAborted
-from tests.conftest import Gate, gated_pid, io_thread_stuck, through_gate, wait_until
+from tests.conftest import (
+    Gate,
+    actor_stuck,
+    gated_pid,
+    io_thread_stuck,
+    through_gate,
+    wait_until,
+)
 
 
 def test_map_equals_the_serial_map_in_every_chunking(rc: Client) -> None:
@@ -225,11 +232,81 @@ def test_an_answer_that_comes_after_its_waiter_left_still_completes_the_result()
             if rc._executors and all(port.connected(e) for e in rc._executors.values()):
                 break
 
-        def submit_and_leave() -> AsyncResult:  # a blocking call whose wait is interrupted
-            tasks = lview._tasks([serialize((abs, (-5,), {}))])
-            ar: AsyncResult = rc._submit(tasks, single=True, blocking=True)
-            return ar
-
-        ar = pool.submit(submit_and_leave).result(timeout=10)
+        # a blocking call whose wait is interrupted
+        ar = pool.submit(_blocking_call, rc, lview, -5).result(timeout=10)
         wait_until(ar.done, 10)  # nobody drives that thread's socket: the sweep reads it
         assert ar.get(0) == 5
+
+
+def _completed(rc: Client) -> dict[int, int]:
+    """Tasks each engine completed, as the Hub counts them."""
+    return {k: s["completed"] for k, s in rc.queue_status().items() if k != "unassigned"}
+
+
+def _settled(rc: Client) -> dict[int, int]:
+    """`_completed` once the Hub has heard of every task so far (none left running)."""
+    wait_until(
+        lambda: all(
+            s["queue"] == s["tasks"] == 0 for k, s in rc.queue_status().items() if k != "unassigned"
+        ),
+        10,
+    )
+    return _completed(rc)
+
+
+def _blocking_call(rc: Client, lview: LoadBalancedView, x: int) -> AsyncResult:
+    """`lview.apply_sync(abs, x)`, the test waiting on its result for a bounded time."""
+    ar: AsyncResult = rc._submit(
+        lview._tasks([serialize((abs, (x,), {}))]), single=True, blocking=True
+    )
+    return ar
+
+
+def _placing(rc: Client, lview: LoadBalancedView) -> int:
+    """Make blocking balanced calls from this thread until the next one can go straight to
+    an engine (this thread is connected to every executor); return that engine."""
+    port = ThreadPort.of_thread(rc.session)
+    for _ in range(50):
+        assert lview.apply_sync(abs, -1) == 1
+        executors = list(rc._executors.values())
+        if len(executors) == len(rc.ids) and all(port.connected(e) for e in executors):
+            break
+    assert rc._idle is not None
+    return rc._idle
+
+
+def test_a_blocking_balanced_call_goes_to_the_engine_that_ran_the_last_one_directly() -> None:
+    cluster = Cluster(n=2, mode="inprocess")
+    with cluster as rc:
+        lview = rc.load_balanced_view()
+        engine = _placing(rc, lview)
+        completed = _settled(rc)
+        with actor_stuck(cluster._controller.scheduler_ref):  # the scheduler hears nothing
+            assert _blocking_call(rc, lview, -3).get(timeout=5) == 3
+        msg_id = rc.history[-1]
+        assert rc.metadata[msg_id]["engine_id"] == engine
+        # then it has the copy: counted once, on that engine
+        wait_until(lambda: _completed(rc) == {**completed, engine: completed[engine] + 1}, 10)
+        (record,) = rc.db_query({"msg_id": msg_id}, keys=["engine_uuid", "completed"])
+        assert record["engine_uuid"] == rc._engines[engine] and record["completed"] is not None
+
+
+def test_a_blocking_balanced_call_to_an_engine_now_busy_runs_on_another(
+    engine_gate: Gate,
+) -> None:
+    cluster = Cluster(n=2, mode="inprocess")
+    with cluster as rc:
+        lview = rc.load_balanced_view()
+        busy = _placing(rc, lview)
+        completed = _settled(rc)
+        other_client = cluster.connect_client()
+        gated = other_client[busy].apply_async(through_gate, engine_gate.path)
+        engine_gate.wait_for_task()
+        # sent back by `busy`, it runs on the other one at once
+        assert _blocking_call(rc, lview, -4).get(timeout=5) == 4
+        other = rc.metadata[rc.history[-1]]["engine_id"]
+        assert other != busy
+        engine_gate.open()
+        gated.get(timeout=10)
+        # the moved task counted once, where it ran: nothing of it left on `busy`
+        assert _settled(rc) == {busy: completed[busy] + 1, other: completed[other] + 1}
