@@ -119,6 +119,7 @@ class Executor:
         self._aborted: dict[str, None] = {}
         self._abort_all = False  # an abort of everything: those unread answer when read
         self._finished: dict[str, None] = {}  # recent msg_ids: an abort is too late for them
+        self._returned: dict[str, None] = {}  # placed requests sent back to the scheduler
         self._session = session
         self._addresses: dict[str, Address] = {}
         self.running: str | None = None
@@ -165,6 +166,8 @@ class Executor:
         idle (it runs it next) or runs or ran it already."""
         with self._lock:
             if self.running in (None, msg_id) or msg_id in self._finished:
+                return False
+            if msg_id in self._returned:  # sent back when read: it may come again, to run
                 return False
             kept = [w for w in self._queue if getattr(w, "msg_id", None) != msg_id]
             if len(kept) == len(self._queue):
@@ -335,7 +338,9 @@ class Executor:
                     aborted = answered or self._abort_all
                     busy = bool(self._queue) or self.running is not None
                     bounce = not aborted and busy and isinstance(request, Apply) and request.placed
-                    if not (aborted or bounce):
+                    if bounce:
+                        remember(self._returned, request.msg_id, None, _VIA_LIMIT)
+                    elif not aborted:
                         self._queue.append(waiting)
                 if aborted:
                     self._aborted_answer(waiting, port, tell=not answered)
