@@ -248,6 +248,7 @@ class TaskScheduler(SocketActor):
         del self.running[msg_id]
         self.loads[engine] -= 1
         self.report.finished.append((msg_id, engine, "moved"))
+        self.report.flush(len(self.queue), now=True)  # before it is placed again, maybe there
         task.engine = -1
         self.queue.appendleft(task)
         self._assign()

@@ -310,3 +310,24 @@ def test_a_blocking_balanced_call_to_an_engine_now_busy_runs_on_another(
         gated.get(timeout=10)
         # the moved task counted once, where it ran: nothing of it left on `busy`
         assert _settled(rc) == {busy: completed[busy] + 1, other: completed[other] + 1}
+
+
+def test_blocking_calls_of_clients_that_place_on_the_same_engines_are_each_counted_once() -> None:
+    # Three clients' calls go straight to the engine each saw idle last; they collide,
+    # engines send tasks back, the scheduler places them, maybe on the same engine again.
+    cluster = Cluster(n=2)
+    with cluster as rc:
+        clients = [rc, cluster.connect_client(), cluster.connect_client()]
+        before = _settled(rc)
+
+        def calls(client: Client) -> list[int]:
+            lview = client.load_balanced_view()
+            return [lview.apply_sync(abs, -i) for i in range(150)]
+
+        with ThreadPoolExecutor(3) as pool:
+            for results in pool.map(calls, clients, timeout=120):
+                assert results == list(range(150))
+        wait_until(lambda: sum(_completed(rc).values()) == sum(before.values()) + 450, 10)
+        assert sum(_settled(rc).values()) == sum(before.values()) + 450  # none counted twice
+        done = rc.db_query({"completed": {"$ne": None}, "queue": "task"}, keys=["msg_id"])
+        assert len({r["msg_id"] for r in done}) == len(done) >= 450
