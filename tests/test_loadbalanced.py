@@ -331,3 +331,20 @@ def test_blocking_calls_of_clients_that_place_on_the_same_engines_are_each_count
         assert sum(_settled(rc).values()) == sum(before.values()) + 450  # none counted twice
         done = rc.db_query({"completed": {"$ne": None}, "queue": "task"}, keys=["msg_id"])
         assert len({r["msg_id"] for r in done}) == len(done) >= 450
+
+
+@pytest.mark.slow
+def test_a_placed_blocking_calls_engine_killed_under_it_runs_it_elsewhere_with_retries(
+    engine_gate: Gate,
+) -> None:
+    with Cluster(n=2) as rc, ThreadPoolExecutor(1) as pool:
+        pids = {i: info["pid"] for i, info in rc.hub_status()["engines"].items()}
+        lview = rc.load_balanced_view()
+        lview.retries = 1
+        engine = pool.submit(_placing, rc, lview).result(timeout=60)
+        call = pool.submit(lview.apply_sync, gated_pid, engine_gate.path)  # placed on `engine`
+        engine_gate.wait_for_task()
+        os.kill(pids[engine], signal.SIGKILL)
+        engine_gate.wait_for_task()  # the retry, on the survivor
+        engine_gate.open()
+        assert call.result(timeout=30) == pids[1 - engine]
