@@ -12,6 +12,7 @@ from actorcluster.transport._connection import (
     new_key,
     write_connection_file,
 )
+from actorcluster.transport._future import ReplyFuture
 from actorcluster.transport._guarded import GuardedActor, as_remote_error
 from actorcluster.transport._heartbeat import Heart, Pulse
 from actorcluster.transport._inbox import SocketInbox, Waker
@@ -26,7 +27,7 @@ from actorcluster.transport._message import (
     Watch,
     message_class,
 )
-from actorcluster.transport._port import Port, ReplyFuture
+from actorcluster.transport._port import Port
 from actorcluster.transport._pubsub import Publisher, Subscriber
 from actorcluster.transport._ref import RemoteRef, ThreadPort
 from actorcluster.transport._serialize import (
@@ -48,6 +49,7 @@ from actorcluster.transport._session import (
     Session,
     WireError,
 )
+from zmq import ZMQError as SocketError  # a socket could not bind, connect, send...
 
 __all__ = [
     "DELIM",
@@ -72,6 +74,7 @@ __all__ = [
     "ReplyFuture",
     "Session",
     "SocketActor",
+    "SocketError",
     "SocketInbox",
     "Subscriber",
     "Terminated",

@@ -17,9 +17,9 @@ import weakref
 from collections.abc import Callable
 from typing import Any
 
-import pykka
 import zmq
 from actorcluster.transport._address import Address
+from actorcluster.transport._future import Driver, ReplyFuture
 from actorcluster.transport._message import Message, Reply
 from actorcluster.transport._session import Item, Session, WireError, _item
 from actorcluster.transport._zmqio import NOBLOCK, recv_frames, send_frames
@@ -27,7 +27,7 @@ from zmq.utils.monitor import parse_monitor_message
 
 from actorcluster.error import AskTimeout, NodeUnreachable
 
-__all__ = ["Port", "ReplyFuture"]
+__all__ = ["Port"]
 
 logger = logging.getLogger(__name__)
 
@@ -38,7 +38,6 @@ _EVENTS = zmq.EVENT_CONNECTED | zmq.EVENT_DISCONNECTED | zmq.EVENT_CLOSED
 _monitors = itertools.count()
 _SEND_WAIT_MS = 1000  # how long a send to a full queue waits between looks at the monitor
 _CONNECT_TIMEOUT_MS = 5000  # a node that takes longer to accept a connection is unreachable
-Driver = Callable[["ReplyFuture", float | None], None]
 
 
 def _close_connection(sockets: tuple[zmq.Socket[Any], zmq.Socket[Any]]) -> None:
@@ -62,84 +61,6 @@ def _close_connections(dealers: dict[str, tuple[zmq.Socket[Any], zmq.Socket[Any]
     for sockets in list(dealers.values()):
         _close_connection(sockets)
     dealers.clear()
-
-
-class ReplyFuture(pykka.Future[Any]):
-    """The future of an ask: `get(timeout)` returns the reply or raises its error.
-
-    When the ask was made on a plain thread, `get` drives that thread's port to receive
-    the reply; from an actor's port, the actor's inbox receives it.
-    """
-
-    def __init__(self, description: str, driver: Driver | None = None) -> None:
-        super().__init__()
-        self.description = description
-        self._driver = driver
-        self._done = False
-        self._value: Any = None
-        self._error: BaseException | None = None
-        self._callbacks: list[Callable[[ReplyFuture], None]] = []
-        self._lock = threading.Lock()
-        # held until resolved: a waiter blocks on it (cheaper than an Event per ask)
-        self._gate = threading.Lock()
-        self._gate.acquire()
-
-    def add_done_callback(self, callback: Callable[[ReplyFuture], None]) -> None:
-        """Call `callback(self)` once resolved, in the resolving thread (at once if done)."""
-        with self._lock:
-            if not self._done:
-                self._callbacks.append(callback)
-                return
-        callback(self)
-
-    def _resolve(self, value: Any, error: BaseException | None) -> None:
-        with self._lock:
-            if self._done:
-                return
-            self._value, self._error = value, error
-            self._done = True
-            callbacks, self._callbacks = self._callbacks, []
-        self._gate.release()
-        for callback in callbacks:
-            try:
-                callback(self)
-            except Exception:
-                logger.exception("callback of %s failed", self.description)
-
-    def done(self) -> bool:
-        """Whether the reply (or an error) has arrived."""
-        return self._done
-
-    def get(self, *, timeout: float | None = None) -> Any:
-        """Return the reply, waiting at most `timeout` seconds.
-
-        Raises:
-            AskTimeout: no reply within `timeout`.
-            Exception: the error the ask failed with (`RemoteError`, `UnknownActor`, ...).
-        """
-        if not self._done:
-            wait = -1.0 if timeout is None else max(timeout, 0.0)
-            if self._driver is not None:
-                self._driver(self, timeout)
-                if not self._done:
-                    wait = 0.0  # the driver has waited `timeout` already
-            if not self._gate.acquire(timeout=wait):
-                raise AskTimeout(f"no reply from {self.description} within {timeout} s")
-            self._gate.release()  # let any other waiter through
-        if self._error is not None:
-            raise self._error
-        return self._value
-
-    def set(self, value: Any = None) -> None:
-        self._resolve(value, None)
-
-    def set_exception(self, exc_info: Any = None) -> None:
-        error = exc_info[1] if isinstance(exc_info, tuple) else exc_info
-        self.fail(error)
-
-    def fail(self, error: BaseException) -> None:
-        """Resolve the future with `error`."""
-        self._resolve(None, error)
 
 
 def _ignore(*_: Any) -> None:

@@ -19,9 +19,10 @@ from typing import Any
 import zmq
 from actorcluster.transport._actor import SocketActor, local_host
 from actorcluster.transport._address import Address
+from actorcluster.transport._future import ReplyFuture
 from actorcluster.transport._inbox import Waker
 from actorcluster.transport._message import Message
-from actorcluster.transport._port import Port, ReplyFuture
+from actorcluster.transport._port import Port
 from actorcluster.transport._session import Session
 from actorcluster.transport._zmqio import readable, recv_frames
 from pykka._envelope import Envelope
