@@ -74,9 +74,11 @@ class _Task:
 class TaskScheduler(SocketActor):
     """Assigns tasks to engines and relays their results.
 
-    Accepts: `SubmitTask` from clients, `TaskResult` from engines, `Hello`,
-    `EngineAdded`/`EngineDied` from the Hub. Emits: requests to engines, `TaskResult` to
-    clients, `TasksSubmitted`/`TasksFinished` to the Hub, `TaskLog` to the DB writer. Owns: a listening ROUTER.
+    Accepts: `SubmitTask` (or the copy of one its client placed) and `AbortTasks` from
+    clients, `TaskResult` and `Bounced` from engines, `Hello`, `EngineAdded`/`EngineDied`
+    from the Hub. Emits: requests to engines, `TaskResult` to clients,
+    `TasksSubmitted`/`TasksFinished` to the Hub, `TaskLog` to the DB writer. Owns: a
+    listening ROUTER.
 
     Args:
         session: the cluster's session.
