@@ -69,8 +69,8 @@ class Engine(SocketActor):
     Accepts: `Apply`, `Execute`, `Push`, `Pull`, `Clear` (queued), `Abort`, `Reclaim`,
     `ShutdownEngine` (served at once). Emits: `Hello`, `RegisterEngine`, `TaskResult`
     (for control; results of requests come from the executor), `Bounced` (a reclaimed
-    task, to the scheduler). Owns: a DEALER to the
-    relay and one to the Hub (through its port), and its heart's sockets.
+    task, to the scheduler). Owns: a DEALER to the relay and one to the Hub (through its
+    port), and its heart's sockets.
 
     Args:
         session: the cluster's session.

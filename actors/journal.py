@@ -10,8 +10,8 @@ A database folder holds
 
 Operations are queued in memory and made durable by `commit()` (write, then one fsync for
 the whole batch: a group commit). They are pickled, not JSON: an operation is mostly the
-messages the DB writer was told, and pickling those costs a fraction of encoding their
-records (the journal is read only by the controller that owns the folder). A snapshot is
+signed bytes the DB writer's messages arrived in, which pickle as they are (the journal is
+read only by the controller that owns the folder). A snapshot is
 written to a temporary file, fsynced and renamed over the old one; the journal then starts
 afresh. Loading reads the snapshot and the journal's operations; a torn last frame (the
 process died mid-write) is ignored, a damaged file anywhere else is refused rather than

@@ -248,7 +248,8 @@ class TaskScheduler(SocketActor):
             remember(self.bounced, msg_id, None, _EARLY_LIMIT)  # before its copy
             return
         del self.running[msg_id]
-        self.loads[engine] -= 1
+        if engine in self.loads:
+            self.loads[engine] -= 1
         self.report.finished.append((msg_id, engine, "moved"))
         self.report.flush(len(self.queue), now=True)  # before it is placed again, maybe there
         task.engine = -1
