@@ -143,7 +143,7 @@ class TaskDatabase:
             UnknownTask: a msg_id the task database does not hold (named).
         """
         ids, single = self._job_ids(indices_or_msg_ids)
-        remote = [m for m in ids if m not in self._futures]
+        remote = [m for m in ids if m not in self._futures and m not in self.results]
         for msg_id in remote:
             self.metadata.setdefault(msg_id, Metadata(msg_id=msg_id))
         ar = AsyncHubResult(self, ids, fname="get_result", single=single)  # type: ignore[arg-type]

@@ -115,7 +115,9 @@ class AsyncResult(Future[Any]):
             futures[self.msg_ids[0]] = self  # one request, one value: be its future
         else:
             for msg_id in self.msg_ids:
-                child: Future[Any] | None = futures.get(msg_id) if self._reuse else None
+                child: Future[Any] | None = None
+                if self._reuse:
+                    child = client._known_future(msg_id)
                 if child is None:
                     child = futures[msg_id] = Future()
                 child.add_done_callback(self._child_done)

@@ -187,10 +187,26 @@ class Client(TaskDatabase, BlockingCalls):
 
     # -- sending ----------------------------------------------------------------------------
     def _task_future(self, msg_id: str) -> Future[Any]:
-        future = self._futures.get(msg_id)
+        future = self._known_future(msg_id)
         if future is None:
             raise UnknownTask(f"unknown msg_id {msg_id!r} (not submitted by this client)")
         return future
+
+    def _known_future(self, msg_id: str) -> Future[Any] | None:
+        """The future of `msg_id`: the pending one, or for a finished task one made again
+        from its result (finished futures are let go: a long session would keep a lock,
+        a condition and their callbacks per task for the garbage collector to scan)."""
+        future = self._futures.get(msg_id)
+        if future is not None or msg_id not in self.results:
+            return future
+        finished: Future[Any] = Future()
+        md = self.metadata.get(msg_id)
+        error = None if md is None else md.get("pyerr")
+        if error is not None:
+            finished.set_exception(error)
+        else:
+            finished.set_result(self.results[msg_id])
+        return finished
 
     def _submit(
         self,
@@ -265,19 +281,20 @@ class Client(TaskDatabase, BlockingCalls):
         )
         with self._lock:
             self.outstanding.discard(msg_id)
-        if result.error is not None:
-            md["pyerr"] = result.error
-            self.results[msg_id] = result.error
-            future.set_exception(result.error)
-            return
-        try:
-            value = None if result.value is None else deserialize(result.value)
-        except Exception as e:  # noqa: BLE001 - a result that cannot be rebuilt is its error
-            self.results[msg_id] = e
-            future.set_exception(e)
-            return
-        self.results[msg_id] = value
-        future.set_result(value)
+        error = result.error
+        if error is None:
+            try:
+                value = None if result.value is None else deserialize(result.value)
+            except Exception as e:  # noqa: BLE001 - a result that cannot be rebuilt is its error
+                error = e
+        if error is not None:
+            md["pyerr"] = error
+            self.results[msg_id] = error
+            future.set_exception(error)
+        else:
+            self.results[msg_id] = value
+            future.set_result(value)
+        self._futures.pop(msg_id, None)  # finished: `_known_future` makes it again if asked
 
     # -- waiting ----------------------------------------------------------------------------
     def wait(self, jobs: Any = None, timeout: float | None = -1) -> bool:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import gc
 import time
+import weakref
 from concurrent.futures import Future
 from pathlib import Path
 
@@ -183,3 +185,27 @@ def test_run_executes_a_file_on_every_engine(rc: Client, tmp_path: Path) -> None
     script.write_text("ran = 'yes'\n")
     rc[:].run(str(script), block=True)
     assert rc[:]["ran"] == ["yes", "yes"]
+
+
+def test_a_finished_task_keeps_only_its_result_and_metadata_in_the_client(rc: Client) -> None:
+    # A long session must not keep every AsyncResult (a lock, a condition, callbacks) alive.
+    for view, value in ((rc[0], 5), (rc.load_balanced_view(), 6)):
+        ar = view.apply_async(abs, -value)
+        assert ar.get(timeout=10) == value
+        msg_id = ar.msg_ids[0]
+        gone = weakref.ref(ar)
+        del ar
+        gc.collect()
+        assert gone() is None
+        assert rc.wait([msg_id], timeout=0)  # still known, and finished
+        assert rc.results[msg_id] == value and rc.metadata[msg_id]["status"] == "ok"
+        assert rc.get_result(msg_id, block=True) == value  # from the client, not the hub
+    failed = rc[0].apply_async(lambda: 1 / 0)
+    with pytest.raises(RemoteError):
+        failed.get(timeout=10)
+    msg_id = failed.msg_ids[0]
+    del failed
+    with pytest.raises(RemoteError, match="ZeroDivisionError"):
+        rc.get_result(msg_id, block=True)  # the error again, as a finished future
+    with pytest.raises(RemoteError):
+        rc.get_result([msg_id, rc.history[0]], block=True)
