@@ -72,47 +72,52 @@ def _heard(scheduler: pykka.ActorRef[Any]) -> list[tuple[str, str]]:
     return [(type(m).__name__, m.msg_id) for m in heard if isinstance(m, TaskResult | Bounced)]
 
 
-def test_a_placed_task_read_while_others_wait_goes_back_to_the_scheduler(
-    executor: Executor, scheduler: pykka.ActorRef[Any], engine_gate: Gate
-) -> None:
-    executor.submit(_apply("g1", scheduler, (through_gate, engine_gate.path)))
-    engine_gate.wait_for_task()
+@pytest.fixture
+def port() -> Iterator[Port]:
+    """A port of the test's thread, to send requests to the executor's socket."""
     port = Port(Session(KEY))
-    try:  # one wire message: read together once g1 is done, g2 queued before p is seen
-        port.post(executor.node, "executor", _apply("g2", scheduler, (abs, -2)))
-        port.post(executor.node, "executor", _apply("p", scheduler, (abs, -3), placed=True))
-        port.flush()
-        engine_gate.open()
-        wait_until(lambda: len(_heard(scheduler)) == 3, 10)
-        assert sorted(_heard(scheduler)) == [
-            ("Bounced", "p"),
-            ("TaskResult", "g1"),
-            ("TaskResult", "g2"),
-        ]
-        # sent back once: when the scheduler sends it here again, it runs
-        executor.submit(_apply("g3", scheduler, (through_gate, engine_gate.path)))
-        engine_gate.wait_for_task()
-        assert not executor.reclaim("p")
-        engine_gate.open()
+    try:
+        yield port
     finally:
         port.close()
+
+
+def _busy(executor: Executor, scheduler: pykka.ActorRef[Any], gate: Gate, msg_id: str) -> None:
+    """Have the executor run a task that waits at `gate`; return once it runs."""
+    executor.submit(_apply(msg_id, scheduler, (through_gate, gate.path)))
+    gate.wait_for_task()
+
+
+def test_a_placed_task_read_while_others_wait_goes_back_to_the_scheduler(
+    executor: Executor, scheduler: pykka.ActorRef[Any], engine_gate: Gate, port: Port
+) -> None:
+    _busy(executor, scheduler, engine_gate, "g1")
+    # one wire message: read together once g1 is done, g2 queued before p is seen
+    port.post(executor.node, "executor", _apply("g2", scheduler, (abs, -2)))
+    port.post(executor.node, "executor", _apply("p", scheduler, (abs, -3), placed=True))
+    port.flush()
+    engine_gate.open()
+    wait_until(lambda: len(_heard(scheduler)) == 3, 10)
+    assert sorted(_heard(scheduler)) == [
+        ("Bounced", "p"),
+        ("TaskResult", "g1"),
+        ("TaskResult", "g2"),
+    ]
+    _busy(executor, scheduler, engine_gate, "g3")
+    assert not executor.reclaim("p")  # sent back once: should it come again, it runs
+    engine_gate.open()
 
 
 def test_a_placed_task_unread_while_another_runs_is_reclaimed_and_never_runs_here(
-    executor: Executor, scheduler: pykka.ActorRef[Any], engine_gate: Gate
+    executor: Executor, scheduler: pykka.ActorRef[Any], engine_gate: Gate, port: Port
 ) -> None:
-    executor.submit(_apply("g1", scheduler, (through_gate, engine_gate.path)))
-    engine_gate.wait_for_task()
-    port = Port(Session(KEY))
-    try:
-        port.post(executor.node, "executor", _apply("p", scheduler, (abs, -3), placed=True))
-        port.flush()
-        assert executor.reclaim("p")  # g1 runs: p would wait behind it
-        port.post(executor.node, "executor", _apply("after", scheduler, (abs, -4)))
-        port.flush()
-        engine_gate.open()
-        wait_until(lambda: ("TaskResult", "after") in _heard(scheduler), 10)
-        assert ("TaskResult", "p") not in _heard(scheduler)  # read before `after`: dropped
-        assert not executor.reclaim("after")  # idle now, or ran it: nothing to take back
-    finally:
-        port.close()
+    _busy(executor, scheduler, engine_gate, "g1")
+    port.post(executor.node, "executor", _apply("p", scheduler, (abs, -3), placed=True))
+    port.flush()
+    assert executor.reclaim("p")  # g1 runs: p would wait behind it
+    port.post(executor.node, "executor", _apply("after", scheduler, (abs, -4)))
+    port.flush()
+    engine_gate.open()
+    wait_until(lambda: ("TaskResult", "after") in _heard(scheduler), 10)
+    assert ("TaskResult", "p") not in _heard(scheduler)  # read before `after`: dropped
+    assert not executor.reclaim("after")  # idle now, or ran it: nothing to take back
