@@ -366,8 +366,9 @@ def _payload_bytes(item: Request | SubmitTask) -> int:
 def _as_received(
     entries: Sequence[tuple[float, Any, Received | None]],
 ) -> list[tuple[float, Any, tuple[bytes, int] | None]]:
-    """Events to journal: a message that came from the network as the bytes it came in
-    (a plain tuple: pickled without a Python call)."""
+    """Events to keep and journal: a message that came from the network as the bytes it
+    came in (a plain tuple: the garbage collector soon stops tracking it, and it pickles
+    without a Python call)."""
     return [(w, None, (r.content, r.at)) if r is not None else (w, m, None) for w, m, r in entries]
 
 
