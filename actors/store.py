@@ -27,7 +27,7 @@ from actorcluster.actors.journal import Journal
 from actorcluster.actors.messages import Request, SubmitTask, TaskLog
 from actorcluster.actors.query import compile_query
 from actorcluster.actors.records import as_bytes, finished_fields, submitted_record
-from actorcluster.transport import Received
+from actorcluster.transport import Received, received_message
 from tinydb import TinyDB
 from tinydb.storages import MemoryStorage
 
@@ -212,7 +212,7 @@ class TaskStore:
         unpickled: dict[int, list[Any]] = {}  # journaled messages: their contents, once each
         for when, item, received in submitted:
             if item is None:
-                item = Received(*received).message(unpickled)
+                item = received_message(received, unpickled)
             engine_uuid = engines.get(getattr(item, "engine", -1))
             self._insert(submitted_record(when, item, queue, engine_uuid))
         for _when, msg_id, engine in assigned:
@@ -220,7 +220,7 @@ class TaskStore:
                 self._update(msg_id, {"engine_uuid": engines.get(engine)})
         for when, result, received in finished:
             if result is None:
-                result = Received(*received).message(unpickled)
+                result = received_message(received, unpickled)
             fields = finished_fields(when, result, engines.get(result.engine))
             if result.msg_id in self._doc_ids:
                 self._update(result.msg_id, fields)
@@ -365,11 +365,10 @@ def _payload_bytes(item: Request | SubmitTask) -> int:
 
 def _as_received(
     entries: Sequence[tuple[float, Any, Received | None]],
-) -> list[tuple[float, Any, tuple[bytes, int] | None]]:
-    """Events to keep and journal: a message that came from the network as the bytes it
-    came in (a plain tuple: the garbage collector soon stops tracking it, and it pickles
-    without a Python call)."""
-    return [(w, None, (r.content, r.at)) if r is not None else (w, m, None) for w, m, r in entries]
+) -> list[tuple[float, Any, Received | None]]:
+    """Events to keep and journal: a message that came from the network only as the bytes
+    it came in (the message itself is let go)."""
+    return [(w, None, r) if r is not None else (w, m, None) for w, m, r in entries]
 
 
 def _nbytes(buffers: Any) -> int:

@@ -63,7 +63,7 @@ def _as_received(session: Session, message: Message) -> tuple[float, Any, Receiv
     """An event as the DB writer hears it: the message as received, and the bytes it came in."""
     wire = session.unpack(session.pack([Item("relay", None, message)]))
     assert isinstance(wire.content, bytes)
-    return (time.time(), wire.items[0].message, Received(wire.content, 0))
+    return (time.time(), wire.items[0].message, (wire.content, 0))
 
 
 def fill(store: TaskStore, n: int) -> float:

@@ -48,6 +48,7 @@ from actorcluster.transport._session import (
     ReplayGuard,
     Session,
     WireError,
+    received_message,
 )
 from zmq import ZMQError as SocketError  # a socket could not bind, connect, send...
 
@@ -95,6 +96,7 @@ __all__ = [
     "message_class",
     "namespace_of_thread",
     "new_key",
+    "received_message",
     "serialize",
     "write_connection_file",
 ]

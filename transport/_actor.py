@@ -278,7 +278,7 @@ class SocketActor(GuardedActor):
         if incoming is None or incoming.buffers or incoming.items[self._at].message is not message:
             return None
         content = incoming.content
-        return Received(content if type(content) is bytes else _bytes(content), self._at)
+        return (content if type(content) is bytes else _bytes(content), self._at)
 
     def _on_pushed(self, node: str, item: Item) -> None:
         self._last_seen[node] = time.monotonic()

@@ -107,24 +107,26 @@ class Incoming:
     buffers: int = 0  # how many out-of-band buffer frames came with it
 
 
-class Received(NamedTuple):
-    """Where a message came from: the signed content of its wire message (the pickle of
-    every item's message) and its place there. Keeping these bytes is the cheap way to
-    store a received message again: no pickling (the task database journals them)."""
+# Where a message came from: the signed content of its wire message (the pickle of every
+# item's message) and its place there. Keeping these bytes is the cheap way to store a
+# received message again: no pickling (the task database journals them). A plain tuple:
+# the garbage collector soon stops tracking it, and it pickles without a Python call.
+Received = tuple[bytes, int]
 
-    content: bytes
-    at: int
 
-    def message(self, unpickled: dict[int, list[Message]] | None = None) -> Message:
-        """The message, unpickled again from its content; `unpickled` keeps the contents
-        unpickled so far (by id), for many messages of one content."""
-        if unpickled is None:
-            message: Message = pickle.loads(self.content)[self.at]
-            return message
-        messages = unpickled.get(id(self.content))
-        if messages is None:
-            messages = unpickled[id(self.content)] = pickle.loads(self.content)
-        return messages[self.at]
+def received_message(
+    received: Received, unpickled: dict[int, list[Message]] | None = None
+) -> Message:
+    """The message `received` stands for, unpickled again from its content; `unpickled`
+    keeps the contents unpickled so far (by id), for many messages of one content."""
+    content, at = received
+    if unpickled is None:
+        message: Message = pickle.loads(content)[at]
+        return message
+    messages = unpickled.get(id(content))
+    if messages is None:
+        messages = unpickled[id(content)] = pickle.loads(content)
+    return messages[at]
 
 
 class ReplayGuard:

@@ -13,7 +13,7 @@ import pytest
 from actorcluster.actors.journal import BLOB_MIN, DatabaseCorrupt, DatabaseLocked, Journal
 from actorcluster.actors.messages import Apply, SubmitTask, TaskLog, TaskResult
 from actorcluster.actors.store import TaskStore, open_store
-from actorcluster.transport import Item, Received, Session, serialize
+from actorcluster.transport import Item, Session, serialize
 
 NOW = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
 
@@ -89,7 +89,7 @@ def test_replayed_events_make_the_records_the_events_made(tmp_path: Path) -> Non
     items = [Item("task", None, task) for task in tasks[:2]]
     wire = session.unpack(session.pack(items))
     assert isinstance(wire.content, bytes)
-    arrived = [(1.0, item.message, Received(wire.content, i)) for i, item in enumerate(wire.items)]
+    arrived = [(1.0, item.message, (wire.content, i)) for i, item in enumerate(wire.items)]
     result = TaskResult(msg_id="e1", engine=0, status="ok", value=serialize(2), metadata={})
     alone = session.unpack(session.pack([Item("task", None, result)]))
     late = TaskResult(msg_id="e4", engine=0, status="ok", value=serialize(3), metadata={})
@@ -98,7 +98,7 @@ def test_replayed_events_make_the_records_the_events_made(tmp_path: Path) -> Non
         submitted=(*arrived, (1.5, tasks[2], None)),
         assigned=((1.2, "e1", 0),),
         finished=(
-            (2.0, alone.items[0].message, Received(alone.content, 0)),
+            (2.0, alone.items[0].message, (alone.content, 0)),
             (3.0, late, None),  # its submission never heard of
         ),
     )
@@ -127,7 +127,7 @@ def test_a_logged_message_from_the_network_is_kept_as_the_bytes_it_came_in() -> 
     arrived = wire.items[0].message
     gone = weakref.ref(arrived)
     store = TaskStore()
-    store.log(TaskLog(queue="mux", submitted=((1.0, arrived, Received(wire.content, 0)),)), {})
+    store.log(TaskLog(queue="mux", submitted=((1.0, arrived, (wire.content, 0)),)), {})
     del wire, arrived
     assert gone() is None
     assert store.queued == 1  # not built yet
