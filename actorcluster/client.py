@@ -343,27 +343,36 @@ class Client(TaskDatabase, BlockingCalls):
         return self._control(Clear, targets, block)
 
     def abort(self, jobs: Any = None, targets: Targets = None, block: bool | None = None) -> Any:
-        """Abort queued requests: `jobs` (AsyncResults or msg_ids), else all on `targets`."""
+        """Abort requests that have not started: `jobs` (AsyncResults or msg_ids); else
+        every request queued on `targets` now, and this client's outstanding ones there
+        (also load-balanced ones, when `targets` is None). A running request is never
+        aborted, nor one sent after the abort."""
         if jobs is None:
-            return self._control(lambda **kw: Abort(msg_ids=(), **kw), targets, block)
-        by_engine: dict[int, list[str]] = {}
-        balanced: list[str] = []
-        for msg_id in self._msg_ids(jobs):
-            if msg_id not in self._targets:
-                raise UnknownTask(f"unknown msg_id {msg_id!r} (not submitted by this client)")
-            if self._targets[msg_id] == -1:
-                balanced.append(msg_id)  # the scheduler knows where (or whether) it runs
-            else:
-                by_engine.setdefault(self._targets[msg_id], []).append(msg_id)
+            engines, single = self._resolve(targets)
+            with self._lock:
+                mine = [m for m in self.outstanding if m in self._targets]
+            by_engine = {e: [m for m in mine if self._targets[m] == e] for e in engines}
+            balanced = [m for m in mine if self._targets[m] == -1] if targets is None else []
+            queued = True
+        else:
+            by_engine, balanced, single, queued = {}, [], False, False
+            for msg_id in self._msg_ids(jobs):
+                if msg_id not in self._targets:
+                    raise UnknownTask(f"unknown msg_id {msg_id!r} (not submitted by this client)")
+                engine = self._targets[msg_id]
+                if engine == -1:
+                    balanced.append(msg_id)  # the scheduler knows where (or whether) it runs
+                else:
+                    by_engine.setdefault(engine, []).append(msg_id)
         if balanced:
             # on the connection the tasks went by, so the abort cannot overtake them
             self._io.tell(Send(self._config.task, [AbortTasks(msg_ids=tuple(balanced))]))
         requests = [
-            self._request(Abort, e, msg_ids=tuple(ids))
+            self._request(Abort, e, msg_ids=tuple(ids), queued=queued)
             for e, ids in by_engine.items()
             if e in self._engines
         ]
-        ar = self._submit(requests, fname="abort")
+        ar = self._submit(requests, fname="abort", single=single)
         return ar.get() if (self.block if block is None else block) else ar
 
     def shutdown(

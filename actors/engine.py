@@ -38,6 +38,7 @@ from actorcluster.actors.messages import (
     ShutdownEngine,
     TaskResult,
     answers_client,
+    not_run,
 )
 from actorcluster.transport import (
     Address,
@@ -183,8 +184,8 @@ class Engine(SocketActor):
                 self.executor.submit(message)
             case Clear():
                 self.executor.submit(message, first=True)
-            case Abort(msg_ids=msg_ids, reply=reply):
-                taken, unread = self.executor.take(msg_ids)
+            case Abort(msg_ids=msg_ids, queued=queued, reply=reply):
+                taken, unread = self.executor.take(msg_ids, queued=queued)
                 for request in taken:
                     self._answer(request, "aborted", aborted(request.msg_id))
                 for msg_id in unread:  # its relay or scheduler knows its client
@@ -201,7 +202,7 @@ class Engine(SocketActor):
             case _Reconnect():
                 self._greet()
             case ShutdownEngine():
-                for request in self.executor.take(())[0]:
+                for request in self.executor.take((), queued=True)[0]:
                     self._answer(
                         request,
                         "aborted",
@@ -246,15 +247,8 @@ class Engine(SocketActor):
         direct: bool = False,
     ) -> TaskResult:
         """The result of a request that did not run here."""
-        now = time.time()
-        return TaskResult(
-            msg_id=msg_id,
-            engine=self.id,
-            status=status,
-            client=client,
-            direct=direct,
-            error=error,
-            metadata={"started": now, "completed": now, "engine_uuid": self.uuid},
+        return not_run(
+            msg_id, self.id, status, error, client=client, direct=direct, engine_uuid=self.uuid
         )
 
     def _after_stop(self) -> None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections import deque
 from dataclasses import dataclass, replace
 
@@ -26,6 +25,7 @@ from actorcluster.actors.messages import (
     Queued,
     TaskResult,
     answers_client,
+    not_run,
     relay_copy,
 )
 from actorcluster.transport import (
@@ -117,7 +117,6 @@ class Executor:
         # requests an abort named before they were read off the socket: answered already,
         # they are dropped when read (an asked one still gets its answer there)
         self._aborted: dict[str, None] = {}
-        self._abort_all = False  # an abort of everything: those unread answer when read
         self._finished: dict[str, None] = {}  # recent msg_ids: an abort is too late for them
         self._returned: dict[str, None] = {}  # placed requests sent back to the scheduler
         self._session = session
@@ -133,24 +132,25 @@ class Executor:
                 self._queue.append(request)
         self._listener.wake()
 
-    def take(self, msg_ids: tuple[str, ...]) -> tuple[list[Queued], list[str]]:
-        """Remove queued requests (these msg_ids, or all when empty) and return them, and
-        the msg_ids named that are neither queued, running nor finished: requests still
-        unread on the socket (while a request runs), or never coming. The caller answers
-        those as aborted now; they are dropped when read."""
+    def take(
+        self, msg_ids: tuple[str, ...], *, queued: bool = False
+    ) -> tuple[list[Queued], list[str]]:
+        """Remove queued requests (these msg_ids, and with `queued` every one queued now)
+        and return them, and the msg_ids named that are neither queued, running nor
+        finished: requests still unread on the socket (while a request runs), or never
+        coming. The caller answers those as aborted now; they are dropped when read. The
+        request running now is never taken, nor one that comes later unnamed."""
         with self._lock:
             keep: deque[Waiting] = deque()
             taken: list[Queued] = []
             for request in self._queue:
                 if request is None or isinstance(request, _Resume):
                     keep.append(request)
-                elif not msg_ids or request.msg_id in msg_ids:
+                elif queued or request.msg_id in msg_ids:
                     taken.append(request.request if isinstance(request, _Asked) else request)
                 else:
                     keep.append(request)
             self._queue = keep
-            if not msg_ids:
-                self._abort_all = True
             found = {r.msg_id for r in taken}
             unread = []
             for msg_id in dict.fromkeys(msg_ids):
@@ -251,7 +251,7 @@ class Executor:
         port = Port(self._session, on_undelivered=self._undelivered)
         try:
             while True:
-                request, more = self._next(port)
+                request = self._next(port)
                 if request is None:
                     return
                 if isinstance(request, _Resume):
@@ -280,9 +280,6 @@ class Executor:
                     sends = self._sends(result, queued, port)
                 for to, message in sends:
                     self._post(port, to, message)
-                if not more:
-                    port.flush()
-                    self._resend(port)
         finally:
             port.close()
             self._listener.close()
@@ -295,8 +292,9 @@ class Executor:
         elif port.post(to.node, to.name, message) >= port.batch_limit:
             port.flush()
 
-    def _next(self, port: Port) -> tuple[Waiting, bool]:
-        """The next request, and whether more wait. While idle, read the requests asked
+    def _next(self, port: Port) -> Waiting:
+        """The next request. Results posted meanwhile leave together once none waits
+        (also when an abort took the ones that did). While idle, read the requests asked
         on this executor's socket; and while results went to connections not yet made,
         look at them now and then (their owner reads them only here)."""
         if self._listener.readable():  # those that came while a request ran queue in turn
@@ -307,7 +305,10 @@ class Executor:
                     request = self._queue.popleft()
                     if request is not None and not isinstance(request, _Resume):
                         self.running = request.msg_id  # under the lock: `take` sees it
-                    return request, bool(self._queue)
+                    return request
+            if port.queued:
+                port.flush()
+            self._resend(port)
             if self._listener.wait(_WATCH_EVERY if port.connecting else None):
                 self._read_asks(port)
             if port.connecting:
@@ -332,10 +333,9 @@ class Executor:
                 request = item.message
                 waiting = request if item.cid is None else _Asked(request, idents, item.cid)
                 with self._lock:
-                    answered = request.msg_id in self._aborted
-                    if answered:
+                    aborted = request.msg_id in self._aborted
+                    if aborted:
                         del self._aborted[request.msg_id]
-                    aborted = answered or self._abort_all
                     busy = bool(self._queue) or self.running is not None
                     bounce = not aborted and busy and isinstance(request, Apply) and request.placed
                     if bounce:
@@ -343,7 +343,7 @@ class Executor:
                     elif not aborted:
                         self._queue.append(waiting)
                 if aborted:
-                    self._aborted_answer(waiting, port, tell=not answered)
+                    self._aborted_answer(waiting)
                 elif bounce:  # its client thought this engine idle: the scheduler places it
                     engine = self.kernel.engine_info.get("engine_id", -1)
                     self._post(
@@ -352,32 +352,19 @@ class Executor:
                         Bounced(msg_id=request.msg_id, engine=engine),
                     )
                     port.flush()
-        with self._lock:
-            self._abort_all = False
 
-    def _aborted_answer(self, waiting: Queued | _Asked, port: Port, *, tell: bool) -> None:
-        """Answer an aborted request when read: an asked one on the socket; and unless
-        answered already (`tell` False), tell its client and controller as a result would."""
-        asked = waiting if isinstance(waiting, _Asked) else None
-        request = waiting.request if isinstance(waiting, _Asked) else waiting
-        now = time.time()
-        result = TaskResult(
-            msg_id=request.msg_id,
-            engine=self.kernel.engine_info.get("engine_id", -1),
-            status="aborted",
-            client=request.client,
-            direct=answers_client(request, "aborted"),
-            error=aborted(request.msg_id),
-            metadata={"started": now, "completed": now},
-        )
-        if asked is not None:
-            self._answer(asked, result)
-            sends: list[tuple[Address, Message]] = [(self._reply_to(request.reply), result)]
-        else:
-            sends = self._sends(result, request, port)
-        for to, message in sends if tell else ():
-            port.post(to.node, to.name, message)
-        port.flush()
+    def _aborted_answer(self, waiting: Queued | _Asked) -> None:
+        """An aborted request read at last: its client and controller were answered when
+        it was aborted; one asked on this socket gets that answer here too."""
+        if isinstance(waiting, _Asked):
+            request = waiting.request
+            engine = self.kernel.engine_info.get("engine_id", -1)
+            error = aborted(request.msg_id)
+            direct = answers_client(request, "aborted")
+            result = not_run(
+                request.msg_id, engine, "aborted", error, client=request.client, direct=direct
+            )
+            self._answer(waiting, result)
 
     def _answer_on(self, answer: tuple[str, str], result: TaskResult) -> bool:
         """Send `result` as the answer `answer` (identity, cid) names, on the connection the

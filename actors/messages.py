@@ -7,6 +7,7 @@ controller forwards without deserializing.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -148,9 +149,12 @@ class Pull(_Request):
 
 @dataclass(frozen=True, kw_only=True)
 class Abort(_Request):
-    """Abort the queued requests `msg_ids` on the engine (every queued one when empty)."""
+    """Abort the requests `msg_ids` on the engine if they have not started (also those
+    still unread: they are dropped when read), and with `queued` every request queued
+    there now. The running request, and unnamed ones that come later, are never touched."""
 
     msg_ids: tuple[str, ...] = ()
+    queued: bool = False
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -249,6 +253,32 @@ class TaskResult(Message):
     direct: bool = False  # the engine sent it to the client too: this copy is a record
     bulk: int = 0  # bytes of value that went straight to the client; this copy has none
     placed: bool = False  # of a request its client placed: may beat the scheduler's copy
+
+
+def not_run(
+    msg_id: str,
+    engine: int,
+    status: str,
+    error: BaseException | None = None,
+    *,
+    client: str = "",
+    direct: bool = False,
+    engine_uuid: str | None = None,
+) -> TaskResult:
+    """The result of a request that did not run (aborted, failed before it started, or
+    a control request's answer): it never started, and completed now."""
+    metadata: dict[str, Any] = {"started": None, "completed": time.time()}
+    if engine_uuid is not None:
+        metadata["engine_uuid"] = engine_uuid
+    return TaskResult(
+        msg_id=msg_id,
+        engine=engine,
+        status=status,
+        client=client,
+        direct=direct,
+        error=error,
+        metadata=metadata,
+    )
 
 
 # -- the hub ---------------------------------------------------------------------------

@@ -10,7 +10,6 @@ client and copies the relay.
 from __future__ import annotations
 
 import logging
-import time
 from typing import Any
 
 import pykka
@@ -28,6 +27,7 @@ from actorcluster.actors.messages import (
     Request,
     ShutdownEngine,
     TaskResult,
+    not_run,
 )
 from actorcluster.actors.report import HubReport, Nudge, Teller
 from actorcluster.transport import Item, Session, SocketActor
@@ -99,7 +99,7 @@ class MuxRelay(SocketActor):
             error = EngineError(
                 f"engine {request.engine} is not registered (registered: {sorted(self.engines)})"
             )
-            self._to_client(request.client, _failed(request.msg_id, request.engine, error))
+            self._to_client(request.client, not_run(request.msg_id, request.engine, "error", error))
             return
         self.pending[request.msg_id] = (request.client, request.engine)
         if not request.direct:
@@ -144,7 +144,7 @@ class MuxRelay(SocketActor):
             if target == engine:
                 del self.pending[msg_id]
                 error = EngineError(f"engine {engine} died while running task {msg_id} ({reason})")
-                self._to_client(client, _failed(msg_id, engine, error))
+                self._to_client(client, not_run(msg_id, engine, "error", error))
                 self.report.finished.append((msg_id, engine, "error"))
 
     def _to_client(self, client: str, result: TaskResult) -> None:
@@ -171,14 +171,3 @@ class MuxRelay(SocketActor):
 
     def on_stop(self) -> None:
         self.report.flush(0, now=True)  # the task database hears of everything
-
-
-def _failed(msg_id: str, engine: int, error: BaseException) -> TaskResult:
-    now = time.time()
-    return TaskResult(
-        msg_id=msg_id,
-        engine=engine,
-        status="error",
-        error=error,
-        metadata={"started": None, "completed": now},
-    )

@@ -34,6 +34,7 @@ from actorcluster.actors.messages import (
     TaskResult,
     TasksFinished,
     TasksSubmitted,
+    not_run,
 )
 from actorcluster.actors.report import HubReport, Nudge, Teller
 from actorcluster.actors.schemes import SCHEMES
@@ -283,7 +284,7 @@ class TaskScheduler(SocketActor):
         if result.status == "error" and getattr(result.error, "ename", None) == "UnmetDependency":
             # not this engine: try another, without using up a retry
             msg_id = result.msg_id
-            task.last = _failed(msg_id, -1, "error", ImpossibleDependency(
+            task.last = not_run(msg_id, -1, "error", ImpossibleDependency(
                 f"task {msg_id} has unmet dependencies on every engine it may use "
                 f"(tried {sorted(task.excluded | {task.engine})}): {result.error}"
             ))  # fmt: skip
@@ -305,7 +306,7 @@ class TaskScheduler(SocketActor):
             if msg_id in msg_ids:
                 self._to_client(
                     task,
-                    _failed(
+                    not_run(
                         msg_id,
                         -1,
                         "aborted",
@@ -336,7 +337,7 @@ class TaskScheduler(SocketActor):
         try:
             ready = self.graph.verdict(msg_id, task.after, task.follow)
         except (InvalidDependency, ImpossibleDependency) as e:
-            self._to_client(task, _failed(msg_id, -1, "error", e))
+            self._to_client(task, not_run(msg_id, -1, "error", e))
             return
         (self.queue if ready else self.blocked).append(task)
 
@@ -353,7 +354,7 @@ class TaskScheduler(SocketActor):
                 error = DependencyTimeout(
                     f"task {msg_id} found no engine to run on within {timeout} s"
                 )
-                self._to_client(task, _failed(msg_id, -1, "error", error))
+                self._to_client(task, not_run(msg_id, -1, "error", error))
                 return
 
     def _retry(self, task: _Task) -> None:
@@ -376,7 +377,7 @@ class TaskScheduler(SocketActor):
                 self._retry(task)
             else:
                 error = EngineError(f"engine {engine} died while running task {msg_id} ({reason})")
-                self._to_client(task, _failed(msg_id, engine, "error", error))
+                self._to_client(task, not_run(msg_id, engine, "error", error))
         self._assign()
 
     def _to_client(self, task: _Task, result: TaskResult) -> None:
@@ -395,14 +396,3 @@ class TaskScheduler(SocketActor):
 
     def on_stop(self) -> None:
         self.report.flush(len(self.queue), now=True)  # the task database hears of everything
-
-
-def _failed(msg_id: str, engine: int, status: str, error: BaseException) -> TaskResult:
-    now = time.time()
-    return TaskResult(
-        msg_id=msg_id,
-        engine=engine,
-        status=status,
-        error=error,
-        metadata={"started": None, "completed": now},
-    )

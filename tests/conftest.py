@@ -96,13 +96,16 @@ class Gate:
         self._tasks.append(self._listener.accept()[0])
 
     def open(self) -> None:
-        """Let the tasks waiting at the gate finish (those whose engine died are gone)."""
+        """Let the tasks waiting at the gate finish (those whose engine died are gone);
+        the gate stays for the next ones."""
         assert self._tasks, "no task arrived at the gate"
-        for task in self._tasks:
+        tasks, self._tasks = self._tasks, []
+        for task in tasks:
             try:
                 task.sendall(b"go")
             except OSError:
                 pass
+            task.close()
 
     def close(self) -> None:
         for s in [*self._tasks, self._listener]:
