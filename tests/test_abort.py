@@ -18,7 +18,9 @@ from tests.conftest import Gate, through_gate
 ROUNDS = 200
 
 
-@pytest.fixture(scope="module", params=["inprocess", pytest.param("processes", marks=pytest.mark.slow)])
+@pytest.fixture(
+    scope="module", params=["inprocess", pytest.param("processes", marks=pytest.mark.slow)]
+)
 def one_engine(request: pytest.FixtureRequest) -> Iterator[Client]:
     """A client of a cluster of one engine, in-process or in its own process."""
     with Cluster(n=1, mode=request.param) as rc:
