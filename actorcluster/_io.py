@@ -18,6 +18,7 @@ from actorcluster.actors.messages import (
     EngineRegistered,
     EngineUnregistered,
     Request,
+    ResultsRecorded,
     SubmitTask,
     TaskResult,
     relay_copy,
@@ -90,7 +91,7 @@ class ClientIO(SocketActor):
     """A client's connection to its cluster.
 
     Accepts: `Connect`, `Send`, `Ask` (local), `TaskResult` (from relays, the DB writer,
-    engines), notifications.
+    engines), `ResultsRecorded` (the DB writer), notifications.
     Emits: `ConnectClient` to the Hub, requests to engines and copies to the relay.
     Owns: a listening ROUTER (engines answer here), DEALERs to the controller's actors and
     engines, and a SUB for the Hub's notifications.
@@ -107,6 +108,7 @@ class ClientIO(SocketActor):
         bulk_threshold: payload bytes from which the relay's copy has no payload (0: never).
         sweep: called every `_SWEEP_EVERY` seconds, in this actor's thread: reads answers
             that came to the sockets of threads no longer waiting for them.
+        on_recorded: called with the msg_ids of results the task database confirmed.
     """
 
     def __init__(
@@ -117,12 +119,14 @@ class ClientIO(SocketActor):
         on_result: Callable[[TaskResult], None],
         bulk_threshold: int = 0,
         sweep: Callable[[], None] | None = None,
+        on_recorded: Callable[[tuple[str, ...]], None] | None = None,
     ) -> None:
         listen, advertise = listen_toward(Address.parse(hub).node)
         super().__init__(session, name="client", listen=listen, advertise=advertise)
         self.engines = engines
         self.nodes: dict[int, str] = {}
         self._on_result = on_result
+        self._on_recorded = on_recorded
         self._bulk_threshold = bulk_threshold
         self._sweep = sweep
         self._mux = ""  # the relay (where requests go when an engine cannot be reached)
@@ -141,6 +145,9 @@ class ClientIO(SocketActor):
         match message:
             case TaskResult():
                 self._on_result(message)
+            case ResultsRecorded(msg_ids=msg_ids):
+                if self._on_recorded is not None:
+                    self._on_recorded(msg_ids)
             case _Sweep():
                 assert self._sweep is not None
                 self._sweep()

@@ -6,10 +6,12 @@ from __future__ import annotations
 import threading
 from collections.abc import Sequence
 from concurrent.futures import Future
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from actorcluster._io import Ask
 from actorcluster.actors.messages import (
+    DbAsk,
     DbQuery,
     Fetched,
     FetchResults,
@@ -63,6 +65,7 @@ class TaskDatabase:
         results: dict[str, Any]
         history: list[str]
         outstanding: set[str]
+        _unrecorded: dict[str, None]
         block: bool
         session: Any
 
@@ -77,12 +80,16 @@ class TaskDatabase:
 
         def _resolve(self, targets: Any) -> tuple[list[int], bool]: ...
 
+        def _seen(self) -> tuple[tuple[str, ...], tuple[str, ...]]: ...
+
     # -- asking -----------------------------------------------------------------------------
-    def _ask_db(self, message: Any, timeout: float = 30.0) -> Any:
+    def _ask_db(self, message: DbAsk, timeout: float = 30.0) -> Any:
         if not self._config.db:
             raise ActorClusterError(
                 "this cluster keeps no task database (it was started with db 'none')"
             )
+        known, finished = self._seen()
+        message = replace(message, known=known, finished=finished)
         # through the I/O actor: the database may then send results to this client
         reply = self._io.ask(Ask(self._config.db, message, timeout), timeout=timeout)
         return reply.get(timeout=timeout)
@@ -224,6 +231,7 @@ class TaskDatabase:
             self.results.pop(msg_id, None)
             self.metadata.pop(msg_id, None)
             self._futures.pop(msg_id, None)
+            self._unrecorded.pop(msg_id, None)
 
     def purge_hub_results(self, jobs: Jobs | str = (), targets: Any = ()) -> int:
         """Remove finished records from the task database: `jobs`, those run on `targets`,

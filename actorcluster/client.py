@@ -96,6 +96,10 @@ class Client(TaskDatabase, BlockingCalls):
         self._places = info.get("scheme", "") == "leastload"  # may a client place tasks
         # the ports of threads that asked executors: answers a waiter left are read anyway
         self._asking: dict[int, weakref.ref[ThreadPort]] = {}
+        # results this client has and the task database has not confirmed (`ResultsRecorded`):
+        # its questions name them, so their answers reflect them
+        self._unrecorded: dict[str, None] = {}
+        self._recorded_early: set[str] = set()  # confirmed before they got here
         self._lock = threading.Lock()
         self._closed = False
         self._io = ClientIO.start(
@@ -105,6 +109,7 @@ class Client(TaskDatabase, BlockingCalls):
             self._on_result,
             int(info.get("bulk_threshold", 0)),
             self._sweep,
+            self._on_recorded,
         )
         self._node: str = actor_of(self._io).node  # where results and notices reach us
         connect = Connect(info["hub"], info["notification"], timeout)
@@ -281,6 +286,10 @@ class Client(TaskDatabase, BlockingCalls):
         )
         with self._lock:
             self.outstanding.discard(msg_id)
+            if msg_id in self._recorded_early:
+                self._recorded_early.discard(msg_id)
+            elif msg_id in self._targets:  # its own (another's came from the database)
+                self._unrecorded[msg_id] = None
         error = result.error
         if error is None:
             try:
@@ -295,6 +304,23 @@ class Client(TaskDatabase, BlockingCalls):
             self.results[msg_id] = value
             future.set_result(value)
         self._futures.pop(msg_id, None)  # finished: `_known_future` makes it again if asked
+
+    def _on_recorded(self, msg_ids: tuple[str, ...]) -> None:
+        """The task database confirmed these results (I/O thread)."""
+        with self._lock:
+            for msg_id in msg_ids:
+                if msg_id in self._unrecorded:
+                    del self._unrecorded[msg_id]
+                elif msg_id in self.outstanding:  # the copy beat the result here
+                    self._recorded_early.add(msg_id)
+
+    def _seen(self) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """What a question to the controller must reflect: the msg_ids this client holds
+        that the task database may not have yet (outstanding ones, unconfirmed results),
+        and those of them whose results it holds."""
+        with self._lock:
+            finished = tuple(self._unrecorded)
+            return (*self.outstanding, *finished), finished
 
     # -- waiting ----------------------------------------------------------------------------
     def wait(self, jobs: Any = None, timeout: float | None = -1) -> bool:

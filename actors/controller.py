@@ -10,7 +10,7 @@ import time
 from typing import Any
 
 import pykka
-from actorcluster.actors.dbwriter import DBWriter, SchedulerAt
+from actorcluster.actors.dbwriter import DBWriter, Reporters
 from actorcluster.actors.heartmonitor import HeartMonitor
 from actorcluster.actors.hub import Hub
 from actorcluster.actors.messages import BULK_THRESHOLD, HWM, ShutdownEngine
@@ -99,14 +99,14 @@ class Controller:
                 port=port("scheduler", 0),
             )
             address = actor_of(self.scheduler_ref).address
-        if self.db_ref is not None:  # interrupted tasks with retries left run again
-            self.db_ref.tell(SchedulerAt(address))
         # the relay tells the scheduler of direct tasks too: `after` may name them
         self.relay_ref = MuxRelay.start(
             session, host, self.hub_ref, self.scheduler_ref, db=self.db_ref, port=port("relay", 0)
         )
         monitor: HeartMonitor = actor_of(self.monitor_ref)
         relay: MuxRelay = actor_of(self.relay_ref)
+        if self.db_ref is not None:  # they report to it (and interrupted tasks run again)
+            self.db_ref.tell(Reporters(relay.address, address))
         addresses = {"mux": relay.address, "task": address, "db": db_address}
         self.hub.connect(
             self.relay_ref, self.monitor_ref, self.scheduler_ref, addresses, db=self.db_ref

@@ -9,12 +9,16 @@ anything a client has read from the database survives a crash of the controller.
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
+from actorcluster.actors.bounded import remember
 from actorcluster.actors.messages import (
+    Answered,
+    DbAsk,
     DbQuery,
     EngineAdded,
     Fetched,
@@ -22,8 +26,10 @@ from actorcluster.actors.messages import (
     HubHistory,
     Purged,
     PurgeRecords,
+    ReportNow,
     Resubmission,
     Resubmit,
+    ResultsRecorded,
     SubmitTask,
     TaskLog,
     TaskResult,
@@ -34,7 +40,7 @@ from actorcluster.actors.records import (
     result_of,
 )
 from actorcluster.actors.store import TaskStore
-from actorcluster.transport import Address, Session, SocketActor
+from actorcluster.transport import Address, Later, ReplyFuture, Session, SocketActor
 
 from actorcluster.error import TaskAborted
 
@@ -54,10 +60,44 @@ class _Settle:
 
 
 @dataclass(frozen=True)
-class SchedulerAt:
-    """Local, from the controller: the task scheduler's address (to re-run interrupted tasks)."""
+class Reporters:
+    """Local, from the controller: the relay's and the task scheduler's addresses (they
+    report to it; the scheduler re-runs interrupted tasks)."""
 
-    address: str
+    relay: str
+    scheduler: str
+
+
+_LOGGED_LIMIT = 100_000  # recent requests remembered, to confirm their results cheaply
+_HELD_WAIT = 5.0  # seconds a question waits for what its asker holds (its copies are on their way)
+_NAMED_WAIT = 1.0  # ... for an unknown msg_id it names (another client's, just submitted?)
+
+
+@dataclass(eq=False)
+class _Question:
+    """A question that waits until the database holds what its asker has seen, and what
+    the engines of the pending tasks it names have answered (another client may hold it)."""
+
+    ask: DbAsk
+    later: Later
+    named: tuple[str, ...]
+    until: float
+    named_until: float
+    fences: int = 0  # engines asked what they answered, that have not said yet
+    fenced: set[str] = field(default_factory=set)  # the msg_ids they were asked of
+    answered: set[str] = field(default_factory=set)
+
+
+@dataclass(frozen=True)
+class _Ask:
+    """Queued to itself: answer `question` after what was told before it was read."""
+
+    question: _Question
+
+
+@dataclass(frozen=True)
+class _Recheck:
+    """Timer: a waiting question may be due."""
 
 
 @dataclass(frozen=True)
@@ -107,11 +147,17 @@ class DBWriter(SocketActor):
         self._last_event = 0.0
         self.snapshot_bytes = snapshot_bytes
         self.engines: dict[int, str] = {}
+        self.nodes: dict[str, str] = {}  # engine uuid -> its actor's node
         self.watchers: dict[str, set[str]] = {}
         self._commit_due = False
         self._interrupted = set(store.pending)  # left pending by a controller before this one
         self._interrupted_grace = interrupted_grace
         self._scheduler = ""
+        self._reporters: tuple[str, ...] = ()
+        self._waiting: list[_Question] = []
+        self._recorded: dict[str, list[str]] = {}  # client node -> results to confirm
+        self._logged: dict[str, None] = {}  # recent msg_ids whose request was logged
+        self._early: dict[str, str] = {}  # msg_id -> client: its result logged before it
 
     def on_start(self) -> None:
         if self._interrupted:
@@ -169,8 +215,9 @@ class DBWriter(SocketActor):
         match message:
             case TaskLog():
                 self._log(message)
-            case EngineAdded(id=engine, uuid=uuid):
+            case EngineAdded(id=engine, uuid=uuid, node=node):
                 self.engines = {**self.engines, engine: uuid}  # logged events keep the old one
+                self.nodes[uuid] = node
             case _Commit():
                 self._commit_due = False
                 self._commit()
@@ -178,41 +225,168 @@ class DBWriter(SocketActor):
                 self._settle()
             case _FailInterrupted():
                 self._fail_interrupted()
-            case SchedulerAt(address=address):
-                self._scheduler = address
+            case Reporters(relay=relay, scheduler=scheduler):
+                self._scheduler = scheduler
+                self._reporters = tuple(a for a in (relay, scheduler) if a)
+            case DbAsk():
+                return self._ask(message)
+            case _Ask(question=question):
+                self._consider(question)
+            case _Recheck():
+                self._recheck()
+                if self._waiting:
+                    self.call_later(_NAMED_WAIT / 10, _Recheck())
+        return None
+
+    # -- questions: answered once the database holds what their asker has seen -----------------
+    def _ask(self, ask: DbAsk) -> Later:
+        """Answer `ask` after the events told before it was read (queued to itself behind
+        them), and once the database holds what its asker has seen (or a while passed)."""
+        now = time.monotonic()
+        named = _named(ask)
+        question = _Question(ask, Later(), named, now + _HELD_WAIT, now + _NAMED_WAIT)
+        self.actor_ref.tell(_Ask(question))
+        return question.later
+
+    def _consider(self, question: _Question) -> None:
+        if self._due(question):
+            self._answer(question)
+            return
+        if not self._waiting:
+            for reporter in self._reporters:  # copies they hold back for a moment: now
+                self.send(reporter, ReportNow())
+            self.call_later(_NAMED_WAIT / 10, _Recheck())
+        self._waiting.append(question)
+
+    def _fence(self, question: _Question) -> None:
+        """Ask the engines of the pending tasks `question` names (those its asker has no
+        result of) which of them they answered: their clients may hold those results."""
+        store, held = self.store, set(question.ask.finished)
+        by_node: dict[str, list[str]] = {}
+        for msg_id in question.named:
+            if msg_id in held or msg_id in question.fenced or msg_id not in store.pending:
+                continue
+            node = self.nodes.get(store.get(msg_id).get("engine_uuid") or "")
+            if node is not None:
+                question.fenced.add(msg_id)
+                by_node.setdefault(node, []).append(msg_id)
+        for node, msg_ids in by_node.items():
+            question.fences += 1
+            reply = self.port.ask(node, "engine", Answered(msg_ids=tuple(msg_ids)), _NAMED_WAIT)
+            reply.add_done_callback(functools.partial(self._fenced, question))
+
+    def _fenced(self, question: _Question, reply: ReplyFuture) -> None:
+        question.fences -= 1
+        try:
+            question.answered.update(reply.get(timeout=0))
+        except Exception as e:  # noqa: BLE001 - gone or silent: its tasks fail otherwise
+            logger.debug("an engine did not say what it answered: %r", e)
+        if question in self._waiting:
+            self._recheck()
+
+    def _recheck(self) -> None:
+        """Answer the waiting questions that are due (after events, and now and then)."""
+        waiting, self._waiting = self._waiting, []
+        for question in waiting:
+            if self._due(question):
+                self._answer(question)
+            else:
+                self._waiting.append(question)
+
+    def _due(self, question: _Question) -> bool:
+        """Whether the database holds what the asker has seen (or waiting is over)."""
+        now = time.monotonic()
+        if now >= question.until:
+            logger.warning(
+                "answering a %s without all its asker has seen after %.0f s",
+                type(question.ask).__name__,
+                _HELD_WAIT,
+            )
+            return True
+        self._fence(question)  # (named tasks may have become known, or been assigned)
+        if question.fences:
+            return False
+        store, ask = self.store, question.ask
+        finished = (*ask.finished, *question.answered)
+        pending = store.pending if finished else ()
+        if any(m in pending or not store.submitted(m) for m in finished):
+            return False
+        if not all(store.submitted(m) for m in ask.known):
+            return False
+        return now >= question.named_until or all(m in store for m in question.named)
+
+    def _answer(self, question: _Question) -> None:
+        ask = question.ask
+        try:
+            question.later.answer(self._answer_now(ask))
+        except Exception as e:  # noqa: BLE001 - answered, as any handler's error would be
+            logger.warning("task database failed on %s: %r", type(ask).__name__, e)
+            question.later.fail(e)
+
+    def _answer_now(self, ask: DbAsk) -> Any:
+        match ask:
             case DbQuery(query=query, keys=keys):
                 self._commit()
                 return self.store.find(query, None if keys is None else list(keys))
             case FetchResults():
                 self._commit()
-                return self._fetch(message)
+                return self._fetch(ask)
             case HubHistory():
                 return [r["msg_id"] for r in sorted(self.store.records(), key=_submitted)]
             case PurgeRecords():
-                purged = self._purge(message)
+                purged = self._purge(ask)
                 self._commit()
                 return purged
             case Resubmit():
-                resubmission = self._resubmit(message)
+                resubmission = self._resubmit(ask)
                 self._commit()
                 return resubmission
-        return None
+        raise TypeError(f"not a question for the task database: {type(ask).__name__}")
 
     # -- recording --------------------------------------------------------------------------
     def _log(self, log: TaskLog) -> None:
         store = self.store
         store.log(log, self.engines)
-        if self.watchers:
-            for _when, result, _received in log.finished:
+        for _when, item, _received in log.submitted:
+            msg_id = (item.request if isinstance(item, SubmitTask) else item).msg_id
+            remember(self._logged, msg_id, None, _LOGGED_LIMIT)
+            client = self._early.pop(msg_id, None)
+            if client is not None:  # its result came first: both are in now
+                self._recorded.setdefault(client, []).append(msg_id)
+        for _when, result, _received in log.finished:
+            if self.watchers:
                 for client in self.watchers.pop(result.msg_id, ()):
                     self.send(f"actor://{client}/client", result)
-        if store.journal is not None and store.dirty and not self._commit_due:
+            client = result.client or self._client_of(result.msg_id)
+            if not client:
+                continue
+            if result.msg_id in self._logged or store.submitted(result.msg_id):
+                self._recorded.setdefault(client, []).append(result.msg_id)
+            else:  # confirmed once its request is in too
+                remember(self._early, result.msg_id, client, _LOGGED_LIMIT)
+        if store.journal is None:
+            self._confirm()
+        elif store.dirty and not self._commit_due:
             self._commit_due = True
             self.call_later(self.commit_interval, _Commit())
         self._last_event = time.monotonic()
+        if self._waiting:
+            self._recheck()
         if store.queued and not self._settle_due:
             self._settle_due = True
             self.call_later(self.settle_after, _Settle())
+
+    def _client_of(self, msg_id: str) -> str:
+        """The client of a recorded task ("" if unknown): for an outcome the controller made."""
+        client = self.store.get(msg_id).get("client_uuid") if msg_id in self.store else None
+        return client if isinstance(client, str) and Address.dialable(client) else ""
+
+    def _confirm(self) -> None:
+        """Tell clients which of their results are recorded (durable, with a journal): they
+        stop naming them in their questions."""
+        recorded, self._recorded = self._recorded, {}
+        for client, msg_ids in recorded.items():
+            self.send(f"actor://{client}/client", ResultsRecorded(msg_ids=tuple(msg_ids)))
 
     def _settle(self) -> None:
         """Build the records once no event came for `settle_after` seconds."""
@@ -228,6 +402,7 @@ class DBWriter(SocketActor):
         if journal is None:
             return
         self.store.commit()
+        self._confirm()
         if journal.journal_bytes > self.snapshot_bytes:
             started = time.monotonic()
             self.store.snapshot()
@@ -305,6 +480,22 @@ class DBWriter(SocketActor):
             logger.exception("could not write the task database snapshot")
         self.store.close()
         super()._after_stop()
+
+
+def _named(ask: DbAsk) -> tuple[str, ...]:
+    """The msg_ids a question names (a query's only where it matches msg_ids exactly)."""
+    match ask:
+        case FetchResults(msg_ids=ids) | PurgeRecords(msg_ids=ids) | Resubmit(msg_ids=ids):
+            return ids
+        case DbQuery(query=query):
+            wanted = query.get("msg_id")
+            if isinstance(wanted, dict):
+                wanted = wanted.get("$in", wanted.get("$eq"))
+            if isinstance(wanted, str):
+                return (wanted,)
+            if isinstance(wanted, list) and all(isinstance(m, str) for m in wanted):
+                return tuple(wanted)
+    return ()
 
 
 def _submitted(record: dict[str, Any]) -> float:

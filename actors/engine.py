@@ -23,6 +23,7 @@ from actorcluster.actors.executor import Executor, aborted
 from actorcluster.actors.kernel import Kernel
 from actorcluster.actors.messages import (
     Abort,
+    Answered,
     Apply,
     Bounced,
     Clear,
@@ -68,7 +69,7 @@ class Engine(SocketActor):
     """Registers with the Hub, queues requests for its executor, serves control.
 
     Accepts: `Apply`, `Execute`, `Push`, `Pull`, `Clear` (queued), `Abort`, `Reclaim`,
-    `ShutdownEngine` (served at once). Emits: `Hello`, `RegisterEngine`, `TaskResult`
+    `ShutdownEngine`, `Answered` (served at once). Emits: `Hello`, `RegisterEngine`, `TaskResult`
     (for control; results of requests come from the executor), `Bounced` (a reclaimed
     task, to the scheduler). Owns: a DEALER to the relay and one to the Hub (through its
     port), and its heart's sockets.
@@ -197,6 +198,8 @@ class Engine(SocketActor):
                     self.send(self.info["scheduler"], Bounced(msg_id=msg_id, engine=self.id))
             case ExecutorAt():
                 return self.executor.node
+            case Answered(msg_ids=msg_ids):
+                return self.executor.answered(msg_ids)
             case Terminated(address=address, reason=reason):
                 self._controller_lost(address, reason)
             case _Reconnect():

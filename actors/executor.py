@@ -117,7 +117,7 @@ class Executor:
         # requests an abort named before they were read off the socket: answered already,
         # they are dropped when read (an asked one still gets its answer there)
         self._aborted: dict[str, None] = {}
-        self._finished: dict[str, None] = {}  # recent msg_ids: an abort is too late for them
+        self._finished: dict[str, None] = {}  # recent msg_ids answered: an abort is too late
         self._returned: dict[str, None] = {}  # placed requests sent back to the scheduler
         self._session = session
         self._addresses: dict[str, Address] = {}
@@ -158,7 +158,15 @@ class Executor:
                     continue
                 remember(self._aborted, msg_id, None, _VIA_LIMIT)
                 unread.append(msg_id)
+            for msg_id in [*found, *unread]:  # answered now, by the caller
+                remember(self._finished, msg_id, None, _VIA_LIMIT)
         return taken, unread
+
+    def answered(self, msg_ids: tuple[str, ...]) -> tuple[str, ...]:
+        """Those of `msg_ids` this executor ran or that were aborted here (recently: the
+        last `_VIA_LIMIT`). Any thread."""
+        with self._lock:
+            return tuple(m for m in msg_ids if m in self._finished)
 
     def reclaim(self, msg_id: str) -> bool:
         """Take back the request `msg_id` if another runs now (it would wait behind it):

@@ -371,7 +371,43 @@ class TaskLog(Message):
 
 
 @dataclass(frozen=True, kw_only=True)
-class DbQuery(Message):
+class DbAsk(Message):
+    """What every question to the task database carries: what its asker already holds, so
+    that the answer reflects it (read your writes), however late the copies of requests
+    and results reach the database.
+
+    `known`: msg_ids the asker submitted or has the result of; `finished`: those whose
+    result it has and whose record the database has not confirmed (`ResultsRecorded`).
+    """
+
+    known: tuple[str, ...] = ()
+    finished: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, kw_only=True)
+class ResultsRecorded(Message):
+    """DB writer -> client: the final results of these tasks are in the task database
+    (on disk, for a file database)."""
+
+    msg_ids: tuple[str, ...]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Answered(Message):
+    """DB writer -> engine (an ask): which of `msg_ids` has this engine answered (run, or
+    aborted)? Their clients may hold the results, whose copies are on their way.
+    Answered with the tuple of those."""
+
+    msg_ids: tuple[str, ...]
+
+
+@dataclass(frozen=True, kw_only=True)
+class ReportNow(Message):
+    """DB writer -> relay, scheduler: a question waits for what you hold back; report it."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class DbQuery(DbAsk):
     """Ask for the records matching `query` (the Mongo subset), with `keys` only."""
 
     query: dict[str, Any]
@@ -379,7 +415,7 @@ class DbQuery(Message):
 
 
 @dataclass(frozen=True, kw_only=True)
-class FetchResults(Message):
+class FetchResults(DbAsk):
     """Ask for the results of `msg_ids`; answered with `Fetched`.
 
     With `watch`, the results of the ones still pending are sent to the asking client
@@ -403,12 +439,12 @@ class Fetched(Message):
 
 
 @dataclass(frozen=True, kw_only=True)
-class HubHistory(Message):
+class HubHistory(DbAsk):
     """Ask for every msg_id the database holds, in order of submission."""
 
 
 @dataclass(frozen=True, kw_only=True)
-class PurgeRecords(Message):
+class PurgeRecords(DbAsk):
     """Forget finished records: these `msg_ids`, those run on `engines` (uuids), or
     every finished one (`everything`). Nothing is removed if one of them is pending;
     answered with `Purged`."""
@@ -428,7 +464,7 @@ class Purged(Message):
 
 
 @dataclass(frozen=True, kw_only=True)
-class Resubmit(Message):
+class Resubmit(DbAsk):
     """Ask for what it takes to run finished tasks again, under `new_ids`; answered with
     `Resubmission`. The old records are marked `resubmitted`."""
 

@@ -24,6 +24,7 @@ from actorcluster.actors.messages import (
     Hello,
     Pull,
     Push,
+    ReportNow,
     Request,
     ShutdownEngine,
     TaskResult,
@@ -81,6 +82,8 @@ class MuxRelay(SocketActor):
                 return True
             case Nudge():
                 self.report.nudge_pending = False
+            case ReportNow():
+                self.report.flush(0, now=True)
             case EngineAdded(id=engine, node=node):
                 self.engines[engine] = node
             case EngineDied(id=engine, reason=reason):
@@ -99,7 +102,8 @@ class MuxRelay(SocketActor):
             error = EngineError(
                 f"engine {request.engine} is not registered (registered: {sorted(self.engines)})"
             )
-            self._to_client(request.client, not_run(request.msg_id, request.engine, "error", error))
+            failed = not_run(request.msg_id, request.engine, "error", error, client=request.client)
+            self._to_client(request.client, failed)
             return
         self.pending[request.msg_id] = (request.client, request.engine)
         if not request.direct:
@@ -144,13 +148,16 @@ class MuxRelay(SocketActor):
             if target == engine:
                 del self.pending[msg_id]
                 error = EngineError(f"engine {engine} died while running task {msg_id} ({reason})")
-                self._to_client(client, not_run(msg_id, engine, "error", error))
+                self._to_client(client, not_run(msg_id, engine, "error", error, client=client))
                 self.report.finished.append((msg_id, engine, "error"))
 
     def _to_client(self, client: str, result: TaskResult) -> None:
+        """Send `result` to its client, once the task database was told of it: a question
+        the client asks after it has the result finds it there."""
         if client:  # the controller's own requests (shutdown) have no client
-            self.send_to(client, "client", result)
             self.report.record_result(result)
+            self.report.flush(0, now=True)
+            self.send_to(client, "client", result)
 
     def on_undelivered(self, node: str, items: list[Item]) -> None:
         """A result for a client that cannot be dialled (behind a NAT, say) and has not

@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from actorcluster.actors.bounded import remember
@@ -30,6 +30,7 @@ from actorcluster.actors.messages import (
     EngineAdded,
     EngineDied,
     Hello,
+    ReportNow,
     SubmitTask,
     TaskResult,
     TasksFinished,
@@ -164,6 +165,8 @@ class TaskScheduler(SocketActor):
                 return True
             case Nudge():
                 self.report.nudge_pending = False
+            case ReportNow():
+                self.report.flush(len(self.queue), now=True)
             case EngineAdded(id=engine, node=node, executor=executor):
                 self.engines[engine] = node
                 # straight to the executor's socket: no hop through the engine actor
@@ -382,10 +385,14 @@ class TaskScheduler(SocketActor):
 
     def _to_client(self, task: _Task, result: TaskResult) -> None:
         """The task's final answer: tell its client, and let tasks that depend on it go on."""
+        if not result.client:  # made here
+            result = replace(result, client=task.submit.request.client)
         self.graph.finished(result.msg_id, result.engine, result.status == "ok")
-        if not result.direct:  # else the engine sent it to the client, and us a copy
-            self.send_to(task.submit.request.client, "client", result)
         self.report.record_result(result)
+        if not result.direct:  # else the engine sent it to the client, and us a copy
+            # the task database first: a question the client asks next finds it there
+            self.report.flush(len(self.queue), now=True)
+            self.send_to(task.submit.request.client, "client", result)
         if self.blocked:
             self._unblock()
 

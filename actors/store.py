@@ -104,6 +104,12 @@ class TaskStore:
         self._settle()
         return msg_id in self._doc_ids
 
+    def submitted(self, msg_id: str) -> bool:
+        """Whether the request of `msg_id` is recorded (its result may come first)."""
+        self._settle()
+        doc_id = self._doc_ids.get(msg_id)
+        return doc_id is not None and self._live[doc_id].get("header") is not None
+
     # -- the DB writer's events ----------------------------------------------------------------
     def log(self, log: TaskLog, engines: Mapping[int, str]) -> None:
         """Record what a `TaskLog` tells; `engines`: the uuid of each engine id (kept as

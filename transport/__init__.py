@@ -13,7 +13,7 @@ from actorcluster.transport._connection import (
     write_connection_file,
 )
 from actorcluster.transport._future import ReplyFuture
-from actorcluster.transport._guarded import GuardedActor, as_remote_error
+from actorcluster.transport._guarded import GuardedActor, Later, as_remote_error
 from actorcluster.transport._heartbeat import Heart, Pulse
 from actorcluster.transport._inbox import SocketInbox, Waker
 from actorcluster.transport._listener import Listener
@@ -59,6 +59,7 @@ __all__ = [
     "Heart",
     "Incoming",
     "Item",
+    "Later",
     "Limits",
     "Listener",
     "Message",

@@ -22,7 +22,7 @@ from typing import Any, ClassVar
 import pykka
 import zmq
 from actorcluster.transport._address import Address, node_of
-from actorcluster.transport._guarded import GuardedActor, as_remote_error
+from actorcluster.transport._guarded import GuardedActor, Later, as_remote_error
 from actorcluster.transport._inbox import FdReady, Frames, SocketInbox
 from actorcluster.transport._message import Message, Ping, Pong, Reply, Terminated, Unwatch, Watch
 from actorcluster.transport._port import Port
@@ -343,7 +343,10 @@ class SocketActor(GuardedActor):
                 if cid is None:
                     logger.warning("%s failed on %s: %r", self.name, type(message).__name__, e)
             if cid is not None and reply is not None:
-                reply(Item("", cid, Reply(value=value, error=error)))
+                if isinstance(value, Later):
+                    value.bind(lambda v, e: reply(Item("", cid, Reply(value=v, error=e))))
+                else:
+                    reply(Item("", cid, Reply(value=value, error=error)))
             return
         ref = self.hosted.get(name)
         if ref is None or not ref.is_alive():

@@ -19,7 +19,7 @@ import pykka
 
 from actorcluster.error import ActorClusterError, RemoteError
 
-__all__ = ["GuardedActor", "as_remote_error"]
+__all__ = ["GuardedActor", "Later", "as_remote_error"]
 
 logger = logging.getLogger(__name__)
 
@@ -30,6 +30,58 @@ def as_remote_error(error: BaseException) -> BaseException:
         return error
     text = "".join(traceback.format_exception(error))
     return RemoteError(type(error).__name__, str(error), text)
+
+
+Settle = Callable[[Any, BaseException | None], None]
+
+
+class Later:
+    """What a handler returns for an ask it answers later (a deferred answer): the actor
+    keeps it and calls `answer` or `fail` once, from its own thread. The asker, local or
+    across the network, gets that answer."""
+
+    __slots__ = ("_outcome", "_settle")
+
+    def __init__(self) -> None:
+        self._outcome: tuple[Any, BaseException | None] | None = None
+        self._settle: Settle | None = None
+
+    @property
+    def done(self) -> bool:
+        """Whether it was answered."""
+        return self._outcome is not None
+
+    def answer(self, value: Any) -> None:
+        """Answer the ask with `value` (only the first answer counts)."""
+        self._set((value, None))
+
+    def fail(self, error: BaseException) -> None:
+        """Answer the ask with `error`, raised at the asker."""
+        self._set((None, as_remote_error(error)))
+
+    def bind(self, settle: Settle) -> None:
+        """Deliver the answer with `settle(value, error)` (the actor's machinery does)."""
+        self._settle = settle
+        self._deliver()
+
+    def _set(self, outcome: tuple[Any, BaseException | None]) -> None:
+        if self._outcome is None:
+            self._outcome = outcome
+            self._deliver()
+
+    def _deliver(self) -> None:
+        if self._outcome is not None and self._settle is not None:
+            self._settle(*self._outcome)
+
+
+def _settle_future(future: pykka.Future[Any]) -> Settle:
+    def settle(value: Any, error: BaseException | None) -> None:
+        if error is None:
+            future.set(value)
+        else:
+            future.set_exception((type(error), error, None))
+
+    return settle
 
 
 class GuardedActor(pykka.ThreadingActor):
@@ -82,5 +134,9 @@ class GuardedActor(pykka.ThreadingActor):
                     wrapped = as_remote_error(e)
                     envelope.reply_to.set_exception((type(wrapped), wrapped, None))
             else:
-                if envelope.reply_to is not None:
+                if envelope.reply_to is None:
+                    continue
+                if isinstance(response, Later):
+                    response.bind(_settle_future(envelope.reply_to))
+                else:
                     envelope.reply_to.set(response)
