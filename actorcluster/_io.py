@@ -17,10 +17,11 @@ from actorcluster.actors.messages import (
     ConnectClient,
     EngineRegistered,
     EngineUnregistered,
+    Redeliver,
     Request,
-    ResultsRecorded,
     SubmitTask,
     TaskResult,
+    TasksRecorded,
     relay_copy,
 )
 from actorcluster.error import NodeUnreachable
@@ -32,6 +33,7 @@ from actorcluster.transport import (
     Session,
     SocketActor,
     Subscriber,
+    Terminated,
     listen_toward,
 )
 
@@ -69,10 +71,10 @@ class Send:
     """Send `requests` to `address` (the relay or the scheduler)."""
 
     address: str
-    requests: list[Request | SubmitTask | AbortTasks]
+    requests: list[Request | SubmitTask | AbortTasks | Redeliver]
 
 
-Outgoing = Request | SubmitTask | AbortTasks
+Outgoing = Request | SubmitTask | AbortTasks | Redeliver
 _RESYNC_EVERY = 1.0  # seconds between asks for the engine table of a restarted Hub
 _SWEEP_EVERY = 0.25  # seconds between looks for answers that came after their waiter left
 
@@ -91,7 +93,7 @@ class ClientIO(SocketActor):
     """A client's connection to its cluster.
 
     Accepts: `Connect`, `Send`, `Ask` (local), `TaskResult` (from relays, the DB writer,
-    engines), `ResultsRecorded` (the DB writer), notifications.
+    engines), `TasksRecorded` (the DB writer), notifications.
     Emits: `ConnectClient` to the Hub, requests to engines and copies to the relay.
     Owns: a listening ROUTER (engines answer here), DEALERs to the controller's actors and
     engines, and a SUB for the Hub's notifications.
@@ -108,7 +110,8 @@ class ClientIO(SocketActor):
         bulk_threshold: payload bytes from which the relay's copy has no payload (0: never).
         sweep: called every `_SWEEP_EVERY` seconds, in this actor's thread: reads answers
             that came to the sockets of threads no longer waiting for them.
-        on_recorded: called with the msg_ids of results the task database confirmed.
+        on_recorded: called with what the task database confirmed it holds.
+        on_restart: called when the controller restarted (its Hub answers again).
     """
 
     def __init__(
@@ -119,7 +122,8 @@ class ClientIO(SocketActor):
         on_result: Callable[[TaskResult], None],
         bulk_threshold: int = 0,
         sweep: Callable[[], None] | None = None,
-        on_recorded: Callable[[tuple[str, ...]], None] | None = None,
+        on_recorded: Callable[[TasksRecorded], None] | None = None,
+        on_restart: Callable[[], None] | None = None,
     ) -> None:
         listen, advertise = listen_toward(Address.parse(hub).node)
         super().__init__(session, name="client", listen=listen, advertise=advertise)
@@ -127,6 +131,7 @@ class ClientIO(SocketActor):
         self.nodes: dict[int, str] = {}
         self._on_result = on_result
         self._on_recorded = on_recorded
+        self._on_restart = on_restart
         self._bulk_threshold = bulk_threshold
         self._sweep = sweep
         self._mux = ""  # the relay (where requests go when an engine cannot be reached)
@@ -136,6 +141,7 @@ class ClientIO(SocketActor):
         self._epoch: float | None = None
         self._hub = hub
         self._early: list[Notification] = []
+        self._watching_hub = False
 
     def on_start(self) -> None:
         if self._sweep is not None:
@@ -145,9 +151,9 @@ class ClientIO(SocketActor):
         match message:
             case TaskResult():
                 self._on_result(message)
-            case ResultsRecorded(msg_ids=msg_ids):
+            case TasksRecorded():
                 if self._on_recorded is not None:
-                    self._on_recorded(msg_ids)
+                    self._on_recorded(message)
             case _Sweep():
                 assert self._sweep is not None
                 self._sweep()
@@ -159,6 +165,10 @@ class ClientIO(SocketActor):
                 return self._connect(message)
             case _Resync():
                 self._resync()
+            case Terminated(address=address) if address == self._hub:
+                # the controller went away: ask until it answers again (restarted?)
+                self._watching_hub = False
+                self.call_later(_RESYNC_EVERY, _Resync())
             case Ask(address=address, message=asked, timeout=timeout):
                 node, name = Address.parse(address)
                 return self.port.ask(node, name, asked, timeout)
@@ -209,6 +219,8 @@ class ClientIO(SocketActor):
                         node,
                     )
                 self._post(self._mux, replace(request, direct=False))
+            elif isinstance(request, Request) and request.direct and item.to != "engine":
+                pass  # the relay's copy: the client gives it to a restarted controller
             elif isinstance(request, Request):
                 error = NodeUnreachable(
                     f"task {request.msg_id} was not sent: the controller at {node} is "
@@ -216,7 +228,10 @@ class ClientIO(SocketActor):
                 )
                 self._on_result(
                     TaskResult(
-                        msg_id=request.msg_id, engine=request.engine, status="error", error=error
+                        msg_id=request.msg_id,
+                        engine=request.engine,
+                        status="unsent",  # nothing to give a restarted controller
+                        error=error,
                     )
                 )
 
@@ -256,7 +271,13 @@ class ClientIO(SocketActor):
         self.engines.update(config.engines)
         self.nodes = dict(config.nodes)
         self._snapshot_seq = config.seq
+        restarted = self._epoch is not None and config.started != self._epoch
         self._epoch = config.started
+        if not self._watching_hub:  # a restart may come with no notification seen
+            self._watching_hub = True
+            self.watch(self._hub)
+        if restarted and self._on_restart is not None:
+            self._on_restart()
         early, self._early = self._early, []
         for notification in early:
             self._notified(notification)

@@ -22,11 +22,15 @@ from actorcluster.actors.messages import (
     ClientConfig,
     HubStatus,
     QueueStatus,
+    Redeliver,
     Request,
     ShutdownEngine,
     StopController,
     SubmitTask,
+    Task,
     TaskResult,
+    TasksRecorded,
+    relay_copy,
 )
 from actorcluster.asyncresult import AsyncResult, Metadata
 from actorcluster.error import ActorClusterError, NoEnginesRegistered, UnknownTask
@@ -94,12 +98,16 @@ class Client(TaskDatabase, BlockingCalls):
         self._executors: dict[str, str] = {}  # engine uuid -> where its executor listens
         self._idle: int | None = None  # the engine that last ran a blocking balanced call
         self._places = info.get("scheme", "") == "leastload"  # may a client place tasks
+        self._bulk = int(info.get("bulk_threshold", 0))
         # the ports of threads that asked executors: answers a waiter left are read anyway
         self._asking: dict[int, weakref.ref[ThreadPort]] = {}
-        # results this client has and the task database has not confirmed (`ResultsRecorded`):
-        # its questions name them, so their answers reflect them
+        # what this client holds that the task database has not confirmed (`TasksRecorded`):
+        # its questions name them, so that their answers reflect them, and it gives them
+        # to a restarted controller (`Redeliver`): its requests, and its results
+        self._unconfirmed: dict[str, Request | SubmitTask] = {}
         self._unrecorded: dict[str, None] = {}
         self._recorded_early: set[str] = set()  # confirmed before they got here
+        self._controls: set[str] = set()  # outstanding control requests (not recorded)
         self._lock = threading.Lock()
         self._closed = False
         self._io = ClientIO.start(
@@ -110,6 +118,7 @@ class Client(TaskDatabase, BlockingCalls):
             int(info.get("bulk_threshold", 0)),
             self._sweep,
             self._on_recorded,
+            self._on_restart,
         )
         self._node: str = actor_of(self._io).node  # where results and notices reach us
         connect = Connect(info["hub"], info["notification"], timeout)
@@ -234,12 +243,21 @@ class Client(TaskDatabase, BlockingCalls):
         now = datetime.now(UTC)
         inner = [r.request if isinstance(r, SubmitTask) else r for r in requests]
         msg_ids = [r.msg_id for r in inner]
+        task = bool(inner) and isinstance(inner[0], Task)  # not control (abort, clear...)
+        keep = task and bool(self._config.db)
         with self._lock:
             for request in inner:
                 msg_id = request.msg_id
                 self.metadata[msg_id] = Metadata.new(msg_id, now, request.engine)
                 self._targets[msg_id] = request.engine
                 self.outstanding.add(msg_id)
+            if not task:
+                self._controls.update(msg_ids)
+            if keep:  # until the task database confirms it holds them
+                for item in requests:
+                    self._unconfirmed[_msg_id(item)] = (
+                        item if isinstance(item, SubmitTask) else relay_copy(item, self._bulk)
+                    )
             self.history.extend(msg_ids)
         ar = result(self, msg_ids, **options)
         balanced = bool(requests) and isinstance(requests[0], SubmitTask)
@@ -286,7 +304,11 @@ class Client(TaskDatabase, BlockingCalls):
         )
         with self._lock:
             self.outstanding.discard(msg_id)
-            if msg_id in self._recorded_early:
+            if msg_id in self._controls:
+                self._controls.discard(msg_id)  # control: no task record to wait for
+            elif result.status == "unsent":
+                self._unconfirmed.pop(msg_id, None)
+            elif msg_id in self._recorded_early:
                 self._recorded_early.discard(msg_id)
             elif msg_id in self._targets:  # its own (another's came from the database)
                 self._unrecorded[msg_id] = None
@@ -305,22 +327,32 @@ class Client(TaskDatabase, BlockingCalls):
             future.set_result(value)
         self._futures.pop(msg_id, None)  # finished: `_known_future` makes it again if asked
 
-    def _on_recorded(self, msg_ids: tuple[str, ...]) -> None:
-        """The task database confirmed these results (I/O thread)."""
+    def _on_recorded(self, recorded: TasksRecorded) -> None:
+        """The task database confirmed it holds these requests and results (I/O thread)."""
         with self._lock:
-            for msg_id in msg_ids:
+            for msg_id in recorded.requests:
+                self._unconfirmed.pop(msg_id, None)
+            for msg_id in recorded.results:
                 if msg_id in self._unrecorded:
                     del self._unrecorded[msg_id]
                 elif msg_id in self.outstanding:  # the copy beat the result here
                     self._recorded_early.add(msg_id)
 
+    def _on_restart(self) -> None:
+        """The controller restarted: give its task database what it may have lost (I/O
+        thread)."""
+        with self._lock:
+            requests = tuple(self._unconfirmed.values())
+        if requests and self._config.db:
+            self._io.tell(Send(self._config.db, [Redeliver(requests=requests)]))
+
     def _seen(self) -> tuple[tuple[str, ...], tuple[str, ...]]:
         """What a question to the controller must reflect: the msg_ids this client holds
-        that the task database may not have yet (outstanding ones, unconfirmed results),
-        and those of them whose results it holds."""
+        that the task database has not confirmed (requests, results), and those of them
+        whose results it holds."""
         with self._lock:
             finished = tuple(self._unrecorded)
-            return (*self.outstanding, *finished), finished
+            return (*self._unconfirmed, *finished), finished
 
     # -- waiting ----------------------------------------------------------------------------
     def wait(self, jobs: Any = None, timeout: float | None = -1) -> bool:
@@ -453,6 +485,10 @@ class Client(TaskDatabase, BlockingCalls):
 
     def __repr__(self) -> str:
         return f"<Client: {len(self._engines)} engines, hub {self.info.get('hub')}>"
+
+
+def _msg_id(item: Request | SubmitTask) -> str:
+    return item.request.msg_id if isinstance(item, SubmitTask) else item.msg_id
 
 
 def _date(timestamp: float | None) -> datetime | None:

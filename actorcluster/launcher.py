@@ -8,6 +8,7 @@ import logging
 import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -94,9 +95,12 @@ def run_engine(engine_file: Path, reconnect_for: float = 0.0) -> int:
     engine: Engine = actor_of(ref)
     signal.signal(signal.SIGTERM, lambda *_: engine.executor.stop())
     _freeze_heap()
+    stopped = threading.Event()
+    engine.add_stop_callback(stopped.set)  # once its last messages (answers) are sent
     engine.executor.run()  # user code runs in the main thread
     if ref.is_alive():
         ref.stop(block=True, timeout=5)
+    stopped.wait(5)
     return 0
 
 

@@ -26,13 +26,15 @@ from actorcluster.actors.messages import (
     HubHistory,
     Purged,
     PurgeRecords,
+    Redeliver,
     ReportNow,
+    Request,
     Resubmission,
     Resubmit,
-    ResultsRecorded,
     SubmitTask,
     TaskLog,
     TaskResult,
+    TasksRecorded,
 )
 from actorcluster.actors.records import (
     finished_fields,
@@ -86,6 +88,14 @@ class _Question:
     fences: int = 0  # engines asked what they answered, that have not said yet
     fenced: set[str] = field(default_factory=set)  # the msg_ids they were asked of
     answered: set[str] = field(default_factory=set)
+
+
+@dataclass
+class _Acks:
+    """What to confirm to one client or engine (`TasksRecorded`)."""
+
+    requests: list[str] = field(default_factory=list)
+    results: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -150,12 +160,14 @@ class DBWriter(SocketActor):
         self.nodes: dict[str, str] = {}  # engine uuid -> its actor's node
         self.watchers: dict[str, set[str]] = {}
         self._commit_due = False
-        self._interrupted = set(store.pending)  # left pending by a controller before this one
+        # left pending by a controller before this one (msg_id -> when it is failed, if its
+        # engine does not bring its result back by then)
+        self._interrupted = dict.fromkeys(store.pending, time.monotonic() + interrupted_grace)
         self._interrupted_grace = interrupted_grace
         self._scheduler = ""
         self._reporters: tuple[str, ...] = ()
         self._waiting: list[_Question] = []
-        self._recorded: dict[str, list[str]] = {}  # client node -> results to confirm
+        self._acks: dict[str, _Acks] = {}  # what to confirm to each client and engine
         self._logged: dict[str, None] = {}  # recent msg_ids whose request was logged
         self._early: dict[str, str] = {}  # msg_id -> client: its result logged before it
 
@@ -168,8 +180,11 @@ class DBWriter(SocketActor):
         their result: fail them in their records and tell their clients, so that nobody
         waits for them and nothing is lost silently. (A result that comes later still
         replaces the failure in the record.)"""
-        interrupted = sorted(self._interrupted & self.store.pending)
-        self._interrupted = set()
+        now = time.monotonic()
+        due = {m for m, deadline in self._interrupted.items() if deadline <= now}
+        for msg_id in due:
+            del self._interrupted[msg_id]
+        interrupted = sorted(due & self.store.pending)
         now = time.time()
         rerun = [m for m in interrupted if self._rerun(m)]
         if rerun:
@@ -191,6 +206,43 @@ class DBWriter(SocketActor):
         if interrupted:
             logger.warning("%d tasks pending at the last stop were marked failed", len(interrupted))
             self._commit()
+
+    def _redelivered(
+        self, requests: tuple[Request | SubmitTask, ...], results: tuple[TaskResult, ...]
+    ) -> None:
+        """What a client or engine held for a restarted controller. Requests the database
+        lacks are recorded, pending: an engine brings their result back, or they run again
+        or fail after the grace, as those the last controller left pending. Results finish
+        pending records (and reach their clients); a final record is never changed."""
+        store, now = self.store, time.time()
+        new: dict[str, Request | SubmitTask] = {}
+        for item in requests:
+            msg_id = (item.request if isinstance(item, SubmitTask) else item).msg_id
+            if msg_id not in store:
+                new[msg_id] = item
+        for queue, balanced in (("mux", False), ("task", True)):
+            items = [(now, r, None) for r in new.values() if isinstance(r, SubmitTask) == balanced]
+            if items:
+                self._log(TaskLog(queue=queue, submitted=tuple(items)))
+        if new:
+            logger.warning("%d tasks the database lacked were given back by a client", len(new))
+            deadline = time.monotonic() + self._interrupted_grace
+            self._interrupted.update(dict.fromkeys(new, deadline))
+            self.call_later(self._interrupted_grace, _FailInterrupted())
+        pending = store.pending
+        finishing = [r for r in results if r.msg_id not in store or r.msg_id in pending]
+        if finishing:
+            self._log(TaskLog(queue="mux", finished=tuple((now, r, None) for r in finishing)))
+            for result in finishing:
+                client = result.client or self._client_of(result.msg_id)
+                if client:  # it may wait for it still
+                    self.send(f"actor://{client}/client", result)
+        finished = {r.msg_id for r in finishing}
+        for result in results:
+            if result.msg_id not in finished:  # final already: its engine may let it go
+                self._recorded(result)
+        if store.journal is None:
+            self._confirm()
 
     def _rerun(self, msg_id: str) -> bool:
         """Submit an interrupted load-balanced task again, if it has retries left; it keeps
@@ -225,6 +277,8 @@ class DBWriter(SocketActor):
                 self._settle()
             case _FailInterrupted():
                 self._fail_interrupted()
+            case Redeliver(requests=requests, results=results):
+                self._redelivered(requests, results)
             case Reporters(relay=relay, scheduler=scheduler):
                 self._scheduler = scheduler
                 self._reporters = tuple(a for a in (relay, scheduler) if a)
@@ -348,22 +402,16 @@ class DBWriter(SocketActor):
         store = self.store
         store.log(log, self.engines)
         for _when, item, _received in log.submitted:
-            msg_id = (item.request if isinstance(item, SubmitTask) else item).msg_id
+            request = item.request if isinstance(item, SubmitTask) else item
+            msg_id = request.msg_id
             remember(self._logged, msg_id, None, _LOGGED_LIMIT)
+            if Address.dialable(request.client):
+                self._ack(f"actor://{request.client}/client").requests.append(msg_id)
             client = self._early.pop(msg_id, None)
             if client is not None:  # its result came first: both are in now
-                self._recorded.setdefault(client, []).append(msg_id)
+                self._ack(client).results.append(msg_id)
         for _when, result, _received in log.finished:
-            if self.watchers:
-                for client in self.watchers.pop(result.msg_id, ()):
-                    self.send(f"actor://{client}/client", result)
-            client = result.client or self._client_of(result.msg_id)
-            if not client:
-                continue
-            if result.msg_id in self._logged or store.submitted(result.msg_id):
-                self._recorded.setdefault(client, []).append(result.msg_id)
-            else:  # confirmed once its request is in too
-                remember(self._early, result.msg_id, client, _LOGGED_LIMIT)
+            self._recorded(result)
         if store.journal is None:
             self._confirm()
         elif store.dirty and not self._commit_due:
@@ -376,17 +424,43 @@ class DBWriter(SocketActor):
             self._settle_due = True
             self.call_later(self.settle_after, _Settle())
 
+    def _recorded(self, result: TaskResult) -> None:
+        """`result` is in the log: tell its watchers, and (once durable) its engine and
+        its client, the latter once its request is in too."""
+        msg_id = result.msg_id
+        for client in self.watchers.pop(msg_id, ()) if self.watchers else ():
+            self.send(f"actor://{client}/client", result)
+        engine = self.nodes.get(self.engines.get(result.engine, ""))
+        if engine is not None:
+            self._ack(f"actor://{engine}/engine").results.append(msg_id)
+        client = result.client or self._client_of(msg_id)
+        if not client:
+            return
+        address = f"actor://{client}/client"
+        if msg_id in self._logged or self.store.submitted(msg_id):
+            self._ack(address).results.append(msg_id)
+        else:  # confirmed once its request is in too
+            remember(self._early, msg_id, address, _LOGGED_LIMIT)
+
+    def _ack(self, address: str) -> _Acks:
+        acks = self._acks.get(address)
+        if acks is None:
+            acks = self._acks[address] = _Acks()
+        return acks
+
     def _client_of(self, msg_id: str) -> str:
         """The client of a recorded task ("" if unknown): for an outcome the controller made."""
         client = self.store.get(msg_id).get("client_uuid") if msg_id in self.store else None
         return client if isinstance(client, str) and Address.dialable(client) else ""
 
     def _confirm(self) -> None:
-        """Tell clients which of their results are recorded (durable, with a journal): they
-        stop naming them in their questions."""
-        recorded, self._recorded = self._recorded, {}
-        for client, msg_ids in recorded.items():
-            self.send(f"actor://{client}/client", ResultsRecorded(msg_ids=tuple(msg_ids)))
+        """Tell clients and engines which of their requests and results are recorded
+        (durable, with a journal): they let them go."""
+        acks, self._acks = self._acks, {}
+        for address, ack in acks.items():
+            self.send(
+                address, TasksRecorded(requests=tuple(ack.requests), results=tuple(ack.results))
+            )
 
     def _settle(self) -> None:
         """Build the records once no event came for `settle_after` seconds."""

@@ -16,7 +16,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from actorcluster.actors.executor import Executor, aborted
@@ -38,6 +38,7 @@ from actorcluster.actors.messages import (
     Request,
     ShutdownEngine,
     TaskResult,
+    TasksRecorded,
     answers_client,
     not_run,
 )
@@ -69,7 +70,7 @@ class Engine(SocketActor):
     """Registers with the Hub, queues requests for its executor, serves control.
 
     Accepts: `Apply`, `Execute`, `Push`, `Pull`, `Clear` (queued), `Abort`, `Reclaim`,
-    `ShutdownEngine`, `Answered` (served at once). Emits: `Hello`, `RegisterEngine`, `TaskResult`
+    `ShutdownEngine`, `Answered`, `TasksRecorded` (served at once). Emits: `Hello`, `RegisterEngine`, `TaskResult`
     (for control; results of requests come from the executor), `Bounced` (a reclaimed
     task, to the scheduler). Owns: a DEALER to the relay and one to the Hub (through its
     port), and its heart's sockets.
@@ -110,6 +111,7 @@ class Engine(SocketActor):
             info["relay"],
             self.kernel,
             bulk_threshold=int(info.get("bulk_threshold", 0)),
+            db=str(info.get("db", "")),
         )
         self.heart = Heart(info["ping"], info["pong"], self.uuid)
         self._executor_thread = executor_thread
@@ -200,6 +202,8 @@ class Engine(SocketActor):
                 return self.executor.node
             case Answered(msg_ids=msg_ids):
                 return self.executor.answered(msg_ids)
+            case TasksRecorded(results=results):
+                self.executor.recorded(results)
             case Terminated(address=address, reason=reason):
                 self._controller_lost(address, reason)
             case _Reconnect():
@@ -211,7 +215,10 @@ class Engine(SocketActor):
                         "aborted",
                         TaskAborted(f"task {request.msg_id}: engine {self.id} shut down"),
                     )
-                self._answer(message, "ok")
+                # through the relay, on a connection made long ago: this process may end
+                # before a new one to the client is up (and the relay answers it anyway
+                # should the engine be gone first)
+                self._answer(replace(message, direct=False), "ok")
                 self.stop()
         return None
 

@@ -23,6 +23,7 @@ from actorcluster.actors.messages import (
     Pull,
     Push,
     Queued,
+    Redeliver,
     TaskResult,
     answers_client,
     not_run,
@@ -99,8 +100,13 @@ class Executor:
         relay: str,
         kernel: Kernel,
         bulk_threshold: int = 0,
+        db: str = "",
     ) -> None:
         self.kernel = kernel
+        self._db = db
+        # final results the task database has not confirmed (`TasksRecorded`): given to a
+        # restarted controller (`Redeliver`), so a crash loses none a client may hold
+        self._unrecorded: dict[str, TaskResult] = {}
         self._bulk_threshold = bulk_threshold
         self._relay = Address.parse(relay)
         self._queue: deque[Waiting] = deque()
@@ -161,6 +167,12 @@ class Executor:
             for msg_id in [*found, *unread]:  # answered now, by the caller
                 remember(self._finished, msg_id, None, _VIA_LIMIT)
         return taken, unread
+
+    def recorded(self, msg_ids: tuple[str, ...]) -> None:
+        """The task database holds these results: let them go. Any thread."""
+        with self._lock:
+            for msg_id in msg_ids:
+                self._unrecorded.pop(msg_id, None)
 
     def answered(self, msg_ids: tuple[str, ...]) -> tuple[str, ...]:
         """Those of `msg_ids` this executor ran or that were aborted here (recently: the
@@ -263,18 +275,17 @@ class Executor:
                 if request is None:
                     return
                 if isinstance(request, _Resume):
-                    port.check_connections()  # results sent as it went away: held now
-                    held, self._held = self._held, []
-                    for to, result in held:
-                        port.post(to.node, to.name, result)
-                    port.flush()
+                    self._resumed(port)
                     continue
                 asked = request if isinstance(request, _Asked) else None
                 queued: Queued = request.request if isinstance(request, _Asked) else request
                 result = self.kernel.run(queued)
-                with self._lock:
+                final = self._db and (not queued.reply or result.status == "ok")
+                with self._lock:  # (a failed balanced task may run again elsewhere: not final)
                     self.running = None
                     remember(self._finished, queued.msg_id, None, _VIA_LIMIT)
+                    if final:
+                        remember(self._unrecorded, queued.msg_id, self._copy(result), _VIA_LIMIT)
                 if asked is not None:
                     self._answer(asked, result)
                     relay = self._reply_to(queued.reply)  # the relay hears of it now:
@@ -291,6 +302,20 @@ class Executor:
         finally:
             port.close()
             self._listener.close()
+
+    def _resumed(self, port: Port) -> None:
+        """The controller is back: send what was held meanwhile, and give its task
+        database the results it has not confirmed (it may have lost them)."""
+        port.check_connections()  # results sent as it went away: held now
+        held, self._held = self._held, []
+        for to, message in held:
+            port.post(to.node, to.name, message)
+        with self._lock:
+            unrecorded = tuple(self._unrecorded.values())
+        if unrecorded:
+            db = Address.parse(self._db)
+            port.post(db.node, db.name, Redeliver(results=unrecorded))
+        port.flush()
 
     def _post(self, port: Port, to: Address, message: Message) -> None:
         """Send `message` (with the next flush); one for the controller while it is away

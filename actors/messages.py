@@ -168,6 +168,7 @@ class ShutdownEngine(_Request):
 
 
 Request = Apply | Execute | Push | Pull | Abort | Clear | ShutdownEngine
+Task = Apply | Execute | Push | Pull  # requests that are tasks: recorded, unlike control
 Queued = Apply | Execute | Push | Pull | Clear
 
 
@@ -377,7 +378,7 @@ class DbAsk(Message):
     and results reach the database.
 
     `known`: msg_ids the asker submitted or has the result of; `finished`: those whose
-    result it has and whose record the database has not confirmed (`ResultsRecorded`).
+    result it has and whose record the database has not confirmed (`TasksRecorded`).
     """
 
     known: tuple[str, ...] = ()
@@ -385,11 +386,23 @@ class DbAsk(Message):
 
 
 @dataclass(frozen=True, kw_only=True)
-class ResultsRecorded(Message):
-    """DB writer -> client: the final results of these tasks are in the task database
-    (on disk, for a file database)."""
+class TasksRecorded(Message):
+    """DB writer -> client, engine: these requests and final results are in the task
+    database (on disk, for a file database): the client and engine that held them for a
+    restarted controller (`Redeliver`) let them go, and questions need not name them."""
 
-    msg_ids: tuple[str, ...]
+    requests: tuple[str, ...] = ()
+    results: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, kw_only=True)
+class Redeliver(Message):
+    """Client or engine -> DB writer of a restarted controller: the requests and results
+    it held that the database had not confirmed (`TasksRecorded`). The database takes
+    those it lacks, never one that would contradict a final result it holds."""
+
+    requests: tuple[Request | SubmitTask, ...] = ()
+    results: tuple[TaskResult, ...] = ()
 
 
 @dataclass(frozen=True, kw_only=True)

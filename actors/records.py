@@ -9,7 +9,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 from actorcluster.actors.messages import (
-    Abort,
     Apply,
     Execute,
     Pull,
@@ -29,7 +28,6 @@ _TYPES = {
     Execute: "execute_request",
     Push: "push_request",
     Pull: "pull_request",
-    Abort: "abort_request",
 }
 
 
@@ -52,8 +50,6 @@ def _content(request: Request) -> dict[str, Any]:
             return {"code": code}
         case Pull(names=names, single=single):
             return {"names": list(names), "single": single}
-        case Abort(msg_ids=msg_ids):
-            return {"msg_ids": list(msg_ids)}
     return {}
 
 

@@ -27,6 +27,7 @@ from actorcluster.actors.messages import (
     ReportNow,
     Request,
     ShutdownEngine,
+    Task,
     TaskResult,
     not_run,
 )
@@ -65,7 +66,8 @@ class MuxRelay(SocketActor):
         super().__init__(session, name="relay", listen=f"tcp://{host}:{port}")
         self.hub = hub
         self.engines: dict[int, str] = {}
-        self.pending: dict[str, tuple[str, int]] = {}
+        self.pending: dict[str, tuple[str, int, bool]] = {}  # -> client, engine, is a task
+        self.shutdowns: set[str] = set()  # pending requests to stop an engine
         self.early: dict[str, TaskResult] = {}  # results whose request copy is late
         self.finished: dict[str, None] = {}  # the last direct tasks done (their copies came)
         # results for clients that could not be dialled: sent on their route once it is known
@@ -95,7 +97,8 @@ class MuxRelay(SocketActor):
         if request.direct and (msg_id in self.pending or msg_id in self.finished):
             return  # the second copy of a request asked of an executor (client's, engine's)
         report = self.report
-        if request.client:  # not the controller's own (shutdown)
+        task = isinstance(request, Task)  # control (abort, clear, shutdown) is not recorded
+        if task:
             report.record_request(request)
         node = self.engines.get(request.engine)
         if node is None:
@@ -103,60 +106,73 @@ class MuxRelay(SocketActor):
                 f"engine {request.engine} is not registered (registered: {sorted(self.engines)})"
             )
             failed = not_run(request.msg_id, request.engine, "error", error, client=request.client)
-            self._to_client(request.client, failed)
+            self._to_client(request.client, failed, record=task)
             return
-        self.pending[request.msg_id] = (request.client, request.engine)
+        self.pending[request.msg_id] = (request.client, request.engine, task)
+        if isinstance(request, ShutdownEngine):
+            self.shutdowns.add(request.msg_id)
         if not request.direct:
             self.send_to(node, "engine", request)
-        report.submitted.append((request.msg_id, request.engine, request.client))
+        if task:
+            report.submitted.append((request.msg_id, request.engine, request.client))
         for result in self.unrouted.pop(request.client, ()):  # its route is known now
             self._to_client(request.client, result)
         early = self.early.pop(request.msg_id, None)
-        if early is not None:  # its result came first (and is recorded)
-            del self.pending[request.msg_id]
-            report.finished.append((early.msg_id, early.engine, early.status))
-            if not early.direct:  # the engine did not know the client (an aborted request)
-                self._to_client(request.client, early)
+        if early is not None:  # its result came first
+            self._result(early)
 
     def _result(self, result: TaskResult) -> None:
         pending = self.pending.pop(result.msg_id, None)
         if pending is None:
             if result.client and not result.direct:  # from before a restart of the controller
                 self._to_client(result.client, result)
-            elif result.msg_id not in self.finished:
-                # its request's copy is on its way (or was before a restart): a direct
-                # result waits to be recorded, an abort's answer also to be delivered
+            elif result.msg_id not in self.finished:  # its request's copy is on its way
                 self._early_result(result)
             return
+        client, _engine, task = pending
+        self.shutdowns.discard(result.msg_id)
         if result.direct:  # the client has it already
-            self.report.record_result(result)
+            if task:
+                self.report.record_result(result)
             remember(self.finished, result.msg_id, None, _EARLY_LIMIT)
         else:
-            self._to_client(pending[0], result)
-        self.report.finished.append((result.msg_id, result.engine, result.status))
+            self._to_client(client, result, record=task)
+        if task:
+            self.report.finished.append((result.msg_id, result.engine, result.status))
 
     def _early_result(self, result: TaskResult) -> None:
-        self.report.record_result(result)
-        if len(self.early) >= _EARLY_LIMIT:  # copies of requests lost with a restart
+        """Keep a result until its request's copy comes (it says whether it is a task to
+        record). One whose copy never comes (lost with a restart) its engine gives to the
+        task database itself (`Redeliver`)."""
+        if len(self.early) >= _EARLY_LIMIT:
             for msg_id in list(self.early)[: _EARLY_LIMIT // 2]:
                 del self.early[msg_id]
         self.early[result.msg_id] = result
 
     def _engine_died(self, engine: int, reason: str) -> None:
         self.engines.pop(engine, None)
-        for msg_id, (client, target) in list(self.pending.items()):
+        for msg_id, (client, target, task) in list(self.pending.items()):
             if target == engine:
                 del self.pending[msg_id]
+                if msg_id in self.shutdowns:  # what it asked for
+                    self.shutdowns.discard(msg_id)
+                    self._to_client(
+                        client, not_run(msg_id, engine, "ok", client=client), record=False
+                    )
+                    continue
                 error = EngineError(f"engine {engine} died while running task {msg_id} ({reason})")
-                self._to_client(client, not_run(msg_id, engine, "error", error, client=client))
-                self.report.finished.append((msg_id, engine, "error"))
+                failed = not_run(msg_id, engine, "error", error, client=client)
+                self._to_client(client, failed, record=task)
+                if task:
+                    self.report.finished.append((msg_id, engine, "error"))
 
-    def _to_client(self, client: str, result: TaskResult) -> None:
+    def _to_client(self, client: str, result: TaskResult, *, record: bool = True) -> None:
         """Send `result` to its client, once the task database was told of it: a question
         the client asks after it has the result finds it there."""
         if client:  # the controller's own requests (shutdown) have no client
-            self.report.record_result(result)
-            self.report.flush(0, now=True)
+            if record:
+                self.report.record_result(result)
+                self.report.flush(0, now=True)
             self.send_to(client, "client", result)
 
     def on_undelivered(self, node: str, items: list[Item]) -> None:

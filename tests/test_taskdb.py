@@ -195,3 +195,17 @@ def test_a_cluster_without_a_database_says_so() -> None:
         pytest.raises(ActorClusterError, match="no task database"),
     ):
         rc.db_query({})
+
+
+def test_control_requests_are_not_tasks_in_the_database(rc: Client) -> None:
+    """`clear`, `abort` and `shutdown` answer their client but leave no task records."""
+    task = rc[0].apply_async(abs, -1)
+    assert task.get(timeout=10) == 1
+    clear = rc.clear(block=False)
+    clear.get(timeout=10)
+    abort = rc.abort(targets=0, block=False)
+    abort.get(timeout=10)
+    history = rc.hub_history()
+    assert task.msg_ids[0] in history
+    assert not set(clear.msg_ids + abort.msg_ids) & set(history)
+    assert rc.db_query({"completed": None}, ["msg_id"]) == []  # none left pending

@@ -382,7 +382,10 @@ class SocketActor(GuardedActor):
         self._routes.pop(node, None)
         self._last_seen.pop(node, None)
         for address, notify in self._watching.pop(node, {}).items():
-            notify.tell(Terminated(address=address, reason=f"node unreachable: {why}"))
+            try:
+                notify.tell(Terminated(address=address, reason=f"node unreachable: {why}"))
+            except pykka.ActorDeadError:  # the watcher stopped (this actor, stopping now)
+                pass
 
     def _notify_watchers(self, name: str, reason: str) -> None:
         for watcher in self._watchers.pop(name, ()):
