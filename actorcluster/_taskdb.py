@@ -11,13 +11,13 @@ from typing import TYPE_CHECKING, Any
 
 from actorcluster._io import Ask
 from actorcluster.actors.messages import (
-    DbAsk,
     DbQuery,
     Fetched,
     FetchResults,
     HubHistory,
     Purged,
     PurgeRecords,
+    Question,
     Request,
     Resubmission,
     Resubmit,
@@ -83,7 +83,7 @@ class TaskDatabase:
         def _seen(self) -> tuple[tuple[str, ...], tuple[str, ...]]: ...
 
     # -- asking -----------------------------------------------------------------------------
-    def _ask_db(self, message: DbAsk, timeout: float = 30.0) -> Any:
+    def _ask_db(self, message: Question, timeout: float = 30.0) -> Any:
         if not self._config.db:
             raise ActorClusterError(
                 "this cluster keeps no task database (it was started with db 'none')"

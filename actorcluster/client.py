@@ -446,8 +446,10 @@ class Client(TaskDatabase, BlockingCalls):
         """Per-engine `queue` (direct), `tasks` (load-balanced) and `completed` counts, plus
         `unassigned`; with `verbose`, the msg_ids instead of the counts."""
         engines = None if targets is None else tuple(self._resolve(targets)[0])
+        known, finished = self._seen()  # the answer reflects them
+        question = QueueStatus(engines=engines, verbose=verbose, known=known, finished=finished)
         status: dict[Any, Any] = RemoteRef(self.info["hub"], self.session).ask(
-            QueueStatus(engines=engines, verbose=verbose), block=True, timeout=10
+            question, block=True, timeout=10
         )
         if verbose and self._config.db:  # the msg_ids of completed tasks are the database's
             uuids = {self._engines[e]: e for e in status if e in self._engines}

@@ -9,7 +9,6 @@ anything a client has read from the database survives a crash of the controller.
 
 from __future__ import annotations
 
-import functools
 import logging
 import time
 from dataclasses import dataclass, field, replace
@@ -17,8 +16,6 @@ from typing import Any
 
 from actorcluster.actors.bounded import remember
 from actorcluster.actors.messages import (
-    Answered,
-    DbAsk,
     DbQuery,
     EngineAdded,
     Fetched,
@@ -26,8 +23,8 @@ from actorcluster.actors.messages import (
     HubHistory,
     Purged,
     PurgeRecords,
+    Question,
     Redeliver,
-    ReportNow,
     Request,
     Resubmission,
     Resubmit,
@@ -36,13 +33,14 @@ from actorcluster.actors.messages import (
     TaskResult,
     TasksRecorded,
 )
+from actorcluster.actors.questions import Consider, Questions, Recheck, Waiting
 from actorcluster.actors.records import (
     finished_fields,
     request_of,
     result_of,
 )
 from actorcluster.actors.store import TaskStore
-from actorcluster.transport import Address, Later, ReplyFuture, Session, SocketActor
+from actorcluster.transport import Address, Session, SocketActor
 
 from actorcluster.error import TaskAborted
 
@@ -71,23 +69,6 @@ class Reporters:
 
 
 _LOGGED_LIMIT = 100_000  # recent requests remembered, to confirm their results cheaply
-_HELD_WAIT = 5.0  # seconds a question waits for what its asker holds (its copies are on their way)
-_NAMED_WAIT = 1.0  # ... for an unknown msg_id it names (another client's, just submitted?)
-
-
-@dataclass(eq=False)
-class _Question:
-    """A question that waits until the database holds what its asker has seen, and what
-    the engines of the pending tasks it names have answered (another client may hold it)."""
-
-    ask: DbAsk
-    later: Later
-    named: tuple[str, ...]
-    until: float
-    named_until: float
-    fences: int = 0  # engines asked what they answered, that have not said yet
-    fenced: set[str] = field(default_factory=set)  # the msg_ids they were asked of
-    answered: set[str] = field(default_factory=set)
 
 
 @dataclass
@@ -99,18 +80,6 @@ class _Acks:
 
 
 @dataclass(frozen=True)
-class _Ask:
-    """Queued to itself: answer `question` after what was told before it was read."""
-
-    question: _Question
-
-
-@dataclass(frozen=True)
-class _Recheck:
-    """Timer: a waiting question may be due."""
-
-
-@dataclass(frozen=True)
 class _FailInterrupted:
     """Timer: the engines of a restarted controller had their chance to deliver."""
 
@@ -118,9 +87,12 @@ class _FailInterrupted:
 class DBWriter(SocketActor):
     """Records every task and answers the clients' questions about them.
 
-    Accepts: `TaskLog` (relay, scheduler), `EngineAdded` (Hub), and the asks `DbQuery`,
-    `FetchResults`, `HubHistory`, `PurgeRecords`, `Resubmit` (clients). Emits: the results
-    of watched tasks to their clients. Owns: a listening ROUTER, the `TaskStore` (and its
+    Accepts: `TaskLog` (relay, scheduler), `EngineAdded` (Hub), `Redeliver` (clients and
+    engines of a restarted controller), and the asks `DbQuery`, `FetchResults`,
+    `HubHistory`, `PurgeRecords`, `Resubmit` (clients: `Question`s, answered once the
+    database holds what their asker has seen). Emits: the results of watched tasks to their
+    clients, `TasksRecorded` to clients and engines (what is durable), `Answered` (asks) to
+    engines and `ReportNow` to the relay and scheduler while a question waits. Owns: a listening ROUTER, the `TaskStore` (and its
     journal's files).
 
     Args:
@@ -165,8 +137,7 @@ class DBWriter(SocketActor):
         self._interrupted = dict.fromkeys(store.pending, time.monotonic() + interrupted_grace)
         self._interrupted_grace = interrupted_grace
         self._scheduler = ""
-        self._reporters: tuple[str, ...] = ()
-        self._waiting: list[_Question] = []
+        self.questions = Questions(self, ready=self._ready, answer=self._answer, fence=self._fence)
         self._acks: dict[str, _Acks] = {}  # what to confirm to each client and engine
         self._logged: dict[str, None] = {}  # recent msg_ids whose request was logged
         self._early: dict[str, str] = {}  # msg_id -> client: its result logged before it
@@ -281,104 +252,42 @@ class DBWriter(SocketActor):
                 self._redelivered(requests, results)
             case Reporters(relay=relay, scheduler=scheduler):
                 self._scheduler = scheduler
-                self._reporters = tuple(a for a in (relay, scheduler) if a)
-            case DbAsk():
-                return self._ask(message)
-            case _Ask(question=question):
-                self._consider(question)
-            case _Recheck():
-                self._recheck()
-                if self._waiting:
-                    self.call_later(_NAMED_WAIT / 10, _Recheck())
+                self.questions.reporters = tuple(a for a in (relay, scheduler) if a)
+            case Question():
+                return self.questions.ask(message, _named(message))
+            case Consider() | Recheck():
+                self.questions.handle(message)
         return None
 
     # -- questions: answered once the database holds what their asker has seen -----------------
-    def _ask(self, ask: DbAsk) -> Later:
-        """Answer `ask` after the events told before it was read (queued to itself behind
-        them), and once the database holds what its asker has seen (or a while passed)."""
-        now = time.monotonic()
-        named = _named(ask)
-        question = _Question(ask, Later(), named, now + _HELD_WAIT, now + _NAMED_WAIT)
-        self.actor_ref.tell(_Ask(question))
-        return question.later
-
-    def _consider(self, question: _Question) -> None:
-        if self._due(question):
-            self._answer(question)
-            return
-        if not self._waiting:
-            for reporter in self._reporters:  # copies they hold back for a moment: now
-                self.send(reporter, ReportNow())
-            self.call_later(_NAMED_WAIT / 10, _Recheck())
-        self._waiting.append(question)
-
-    def _fence(self, question: _Question) -> None:
-        """Ask the engines of the pending tasks `question` names (those its asker has no
-        result of) which of them they answered: their clients may hold those results."""
-        store, held = self.store, set(question.ask.finished)
+    def _fence(self, waiting: Waiting) -> dict[str, list[str]]:
+        """The engines of the pending tasks a question names (those its asker has no result
+        of): their clients may hold those results."""
+        store, held = self.store, set(waiting.ask.finished)
         by_node: dict[str, list[str]] = {}
-        for msg_id in question.named:
-            if msg_id in held or msg_id in question.fenced or msg_id not in store.pending:
+        for msg_id in waiting.named:
+            if msg_id in held or msg_id in waiting.fenced or msg_id not in store.pending:
                 continue
             node = self.nodes.get(store.get(msg_id).get("engine_uuid") or "")
             if node is not None:
-                question.fenced.add(msg_id)
                 by_node.setdefault(node, []).append(msg_id)
-        for node, msg_ids in by_node.items():
-            question.fences += 1
-            reply = self.port.ask(node, "engine", Answered(msg_ids=tuple(msg_ids)), _NAMED_WAIT)
-            reply.add_done_callback(functools.partial(self._fenced, question))
+        return by_node
 
-    def _fenced(self, question: _Question, reply: ReplyFuture) -> None:
-        question.fences -= 1
-        try:
-            question.answered.update(reply.get(timeout=0))
-        except Exception as e:  # noqa: BLE001 - gone or silent: its tasks fail otherwise
-            logger.debug("an engine did not say what it answered: %r", e)
-        if question in self._waiting:
-            self._recheck()
-
-    def _recheck(self) -> None:
-        """Answer the waiting questions that are due (after events, and now and then)."""
-        waiting, self._waiting = self._waiting, []
-        for question in waiting:
-            if self._due(question):
-                self._answer(question)
-            else:
-                self._waiting.append(question)
-
-    def _due(self, question: _Question) -> bool:
-        """Whether the database holds what the asker has seen (or waiting is over)."""
-        now = time.monotonic()
-        if now >= question.until:
-            logger.warning(
-                "answering a %s without all its asker has seen after %.0f s",
-                type(question.ask).__name__,
-                _HELD_WAIT,
-            )
-            return True
-        self._fence(question)  # (named tasks may have become known, or been assigned)
-        if question.fences:
-            return False
-        store, ask = self.store, question.ask
-        finished = (*ask.finished, *question.answered)
+    def _ready(self, waiting: Waiting) -> bool:
+        """Whether the database holds what the asker has seen, and the results the engines
+        of the tasks it names said they gave."""
+        store, ask = self.store, waiting.ask
+        finished = (*ask.finished, *waiting.answered)
         pending = store.pending if finished else ()
         if any(m in pending or not store.submitted(m) for m in finished):
             return False
         if not all(store.submitted(m) for m in ask.known):
             return False
-        return now >= question.named_until or all(m in store for m in question.named)
+        named_wait_over = time.monotonic() >= waiting.named_until
+        return named_wait_over or all(m in store for m in waiting.named)
 
-    def _answer(self, question: _Question) -> None:
-        ask = question.ask
-        try:
-            question.later.answer(self._answer_now(ask))
-        except Exception as e:  # noqa: BLE001 - answered, as any handler's error would be
-            logger.warning("task database failed on %s: %r", type(ask).__name__, e)
-            question.later.fail(e)
-
-    def _answer_now(self, ask: DbAsk) -> Any:
-        match ask:
+    def _answer(self, waiting: Waiting) -> Any:
+        match ask := waiting.ask:
             case DbQuery(query=query, keys=keys):
                 self._commit()
                 return self.store.find(query, None if keys is None else list(keys))
@@ -418,8 +327,7 @@ class DBWriter(SocketActor):
             self._commit_due = True
             self.call_later(self.commit_interval, _Commit())
         self._last_event = time.monotonic()
-        if self._waiting:
-            self._recheck()
+        self.questions.recheck()
         if store.queued and not self._settle_due:
             self._settle_due = True
             self.call_later(self.settle_after, _Settle())
@@ -556,7 +464,7 @@ class DBWriter(SocketActor):
         super()._after_stop()
 
 
-def _named(ask: DbAsk) -> tuple[str, ...]:
+def _named(ask: Question) -> tuple[str, ...]:
     """The msg_ids a question names (a query's only where it matches msg_ids exactly)."""
     match ask:
         case FetchResults(msg_ids=ids) | PurgeRecords(msg_ids=ids) | Resubmit(msg_ids=ids):

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pykka
+from actorcluster.actors.bounded import remember
 from actorcluster.actors.messages import (
     ClientConfig,
     ConnectClient,
@@ -28,11 +29,14 @@ from actorcluster.actors.messages import (
     TasksFinished,
     TasksSubmitted,
 )
+from actorcluster.actors.questions import Consider, Questions, Recheck, Waiting
 from actorcluster.transport import Publisher, Session, SocketActor
 
 __all__ = ["EngineRecord", "Hub"]
 
 logger = logging.getLogger(__name__)
+
+_DONE_LIMIT = 100_000
 
 
 @dataclass
@@ -54,11 +58,12 @@ class EngineRecord:
 class Hub(SocketActor):
     """Registers engines and clients and keeps track of every request.
 
-    Accepts: `RegisterEngine`, `ConnectClient`, `QueueStatus`, `HubStatus`,
-    `StopController` (asks, from the network); `HeartFailed` (from the heart monitor),
-    `TasksSubmitted`/`TasksFinished` (from the relays). Emits: `EngineAdded`/`EngineDied`
-    to the relay and heart monitor, `EngineRegistered`/`EngineUnregistered` on its
-    notification PUB. Owns: a listening ROUTER, the PUB, and a pidfd per engine of this host.
+    Accepts: `RegisterEngine`, `ConnectClient`, `QueueStatus` (a `Question`: answered once
+    the Hub heard of what its asker has seen), `HubStatus`, `StopController` (asks, from
+    the network); `HeartFailed` (from the heart monitor), `TasksSubmitted`/`TasksFinished`
+    (from the relays). Emits: `EngineAdded`/`EngineDied` to the relay and heart monitor,
+    `EngineRegistered`/`EngineUnregistered` on its notification PUB, `Answered` (asks) to
+    engines and `ReportNow` to the relays while a question waits. Owns: a listening ROUTER, the PUB, and a pidfd per engine of this host.
 
     Args:
         session: the cluster's session.
@@ -83,7 +88,9 @@ class Hub(SocketActor):
         self.engines: dict[int, EngineRecord] = {}
         self.by_uuid: dict[str, EngineRecord] = {}
         self.tasks: dict[str, int] = {}
+        self.done: dict[str, None] = {}  # the last tasks finished (questions may name them)
         self.unassigned = 0
+        self.questions = Questions(self, ready=self._ready, answer=self._answer, fence=self._fence)
         self.started = time.time()
         self.relay: pykka.ActorRef[Any] | None = None
         self.monitor: pykka.ActorRef[Any] | None = None
@@ -106,6 +113,7 @@ class Hub(SocketActor):
         """Wire the Hub to the other controller actors (before any engine registers)."""
         self.relay, self.monitor, self.scheduler, self.db = relay, monitor, scheduler, db
         self.addresses = addresses
+        self.questions.reporters = tuple(a for a in (addresses["mux"], addresses.get("task")) if a)
 
     def on_receive(self, message: Any) -> Any:
         match message:
@@ -117,18 +125,24 @@ class Hub(SocketActor):
                         self.tasks[msg_id] = engine
                 if balanced:
                     self.unassigned = unassigned
+                self.questions.recheck()
             case TasksFinished(tasks=tasks, balanced=balanced, unassigned=unassigned):
                 for msg_id, engine, status in tasks:
                     record = self.engines.get(engine)
                     self.tasks.pop(msg_id, None)
+                    if status != "moved":  # moved: sent elsewhere
+                        remember(self.done, msg_id, None, _DONE_LIMIT)
                     held = (
                         None if record is None else (record.balanced if balanced else record.queue)
                     )
                     if record is not None and held is not None and msg_id in held:
                         held.discard(msg_id)
-                        record.completed += status != "moved"  # moved: sent elsewhere
+                        record.completed += status != "moved"
                 if balanced:
                     self.unassigned = unassigned
+                self.questions.recheck()
+            case Consider() | Recheck():
+                self.questions.handle(message)
             case RegisterEngine():
                 return self._register(message)
             case ConnectClient():
@@ -143,8 +157,8 @@ class Hub(SocketActor):
                 )
             case HeartFailed(uuid=uuid, silent_for=silent):
                 self._unregister(uuid, f"no heartbeat for {silent:.1f} s")
-            case QueueStatus(engines=engines, verbose=verbose):
-                return self._queue_status(engines, verbose)
+            case QueueStatus():
+                return self.questions.ask(message)
             case HubStatus():
                 return {
                     "engines": {
@@ -234,22 +248,47 @@ class Hub(SocketActor):
         )
         logger.warning("engine %d unregistered: %s", record.id, reason)
 
-    def _queue_status(
-        self, engines: tuple[int, ...] | None, verbose: bool = False
-    ) -> dict[Any, Any]:
-        wanted = (
-            self.engines
-            if engines is None
-            else {i: self.engines[i] for i in engines if i in self.engines}
-        )
-        status: dict[Any, Any] = {
-            e.id: (
-                {"queue": sorted(e.queue), "completed": e.completed, "tasks": sorted(e.balanced)}
-                if verbose
-                else {"queue": len(e.queue), "completed": e.completed, "tasks": len(e.balanced)}
-            )
-            for e in wanted.values()
+    # -- queue status: answered once the Hub holds what its asker has seen ----------------------
+    def _wanted(self, engines: tuple[int, ...] | None) -> list[EngineRecord]:
+        if engines is None:
+            return list(self.engines.values())
+        return [self.engines[i] for i in engines if i in self.engines]
+
+    def _fence(self, waiting: Waiting) -> dict[str, list[str]]:
+        """The engines with tasks outstanding here: their clients may hold some results."""
+        assert isinstance(waiting.ask, QueueStatus)
+        return {
+            e.node: [*e.queue, *e.balanced]
+            for e in self._wanted(waiting.ask.engines)
+            if e.queue or e.balanced
         }
+
+    def _ready(self, waiting: Waiting) -> bool:
+        """Whether the Hub heard of every result its asker holds unconfirmed (or their
+        engines said they answered them)."""
+        return all(m in self.done or m in waiting.answered for m in waiting.ask.finished)
+
+    def _answer(self, waiting: Waiting) -> dict[Any, Any]:
+        assert isinstance(waiting.ask, QueueStatus)
+        return self._queue_status(waiting.ask.engines, waiting.ask.verbose, waiting.answered)
+
+    def _queue_status(
+        self,
+        engines: tuple[int, ...] | None,
+        verbose: bool = False,
+        answered: set[str] | frozenset[str] = frozenset(),
+    ) -> dict[Any, Any]:
+        """Per-engine counts (msg_ids, if `verbose`); `answered`: tasks their engines
+        answered whose copies are still on their way here (finished, then)."""
+        status: dict[Any, Any] = {}
+        for e in self._wanted(engines):
+            queue, balanced = e.queue - answered, e.balanced - answered
+            completed = e.completed + len(e.queue) + len(e.balanced) - len(queue) - len(balanced)
+            status[e.id] = (
+                {"queue": sorted(queue), "completed": completed, "tasks": sorted(balanced)}
+                if verbose
+                else {"queue": len(queue), "completed": completed, "tasks": len(balanced)}
+            )
         status["unassigned"] = self.unassigned
         return status
 

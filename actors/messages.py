@@ -282,11 +282,28 @@ def not_run(
     )
 
 
+# -- questions ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class Question(Message):
+    """What every question to the task database or the Hub carries: what its asker already
+    holds, so that the answer reflects it (read your writes), however late the copies of
+    requests and results reach the controller (see `actors.questions`).
+
+    `known`: msg_ids the asker submitted or has the result of; `finished`: those whose
+    result it has and whose record the database has not confirmed (`TasksRecorded`).
+    """
+
+    known: tuple[str, ...] = ()
+    finished: tuple[str, ...] = ()
+
+
 # -- the hub ---------------------------------------------------------------------------
 
 
 @dataclass(frozen=True, kw_only=True)
-class QueueStatus(Message):
+class QueueStatus(Question):
     """Ask the Hub for per-engine queue counts (msg_ids, if `verbose`)."""
 
     engines: tuple[int, ...] | None = None
@@ -372,20 +389,6 @@ class TaskLog(Message):
 
 
 @dataclass(frozen=True, kw_only=True)
-class DbAsk(Message):
-    """What every question to the task database carries: what its asker already holds, so
-    that the answer reflects it (read your writes), however late the copies of requests
-    and results reach the database.
-
-    `known`: msg_ids the asker submitted or has the result of; `finished`: those whose
-    result it has and whose record the database has not confirmed (`TasksRecorded`).
-    """
-
-    known: tuple[str, ...] = ()
-    finished: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True, kw_only=True)
 class TasksRecorded(Message):
     """DB writer -> client, engine: these requests and final results are in the task
     database (on disk, for a file database): the client and engine that held them for a
@@ -420,7 +423,7 @@ class ReportNow(Message):
 
 
 @dataclass(frozen=True, kw_only=True)
-class DbQuery(DbAsk):
+class DbQuery(Question):
     """Ask for the records matching `query` (the Mongo subset), with `keys` only."""
 
     query: dict[str, Any]
@@ -428,7 +431,7 @@ class DbQuery(DbAsk):
 
 
 @dataclass(frozen=True, kw_only=True)
-class FetchResults(DbAsk):
+class FetchResults(Question):
     """Ask for the results of `msg_ids`; answered with `Fetched`.
 
     With `watch`, the results of the ones still pending are sent to the asking client
@@ -452,12 +455,12 @@ class Fetched(Message):
 
 
 @dataclass(frozen=True, kw_only=True)
-class HubHistory(DbAsk):
+class HubHistory(Question):
     """Ask for every msg_id the database holds, in order of submission."""
 
 
 @dataclass(frozen=True, kw_only=True)
-class PurgeRecords(DbAsk):
+class PurgeRecords(Question):
     """Forget finished records: these `msg_ids`, those run on `engines` (uuids), or
     every finished one (`everything`). Nothing is removed if one of them is pending;
     answered with `Purged`."""
@@ -477,7 +480,7 @@ class Purged(Message):
 
 
 @dataclass(frozen=True, kw_only=True)
-class Resubmit(DbAsk):
+class Resubmit(Question):
     """Ask for what it takes to run finished tasks again, under `new_ids`; answered with
     `Resubmission`. The old records are marked `resubmitted`."""
 

@@ -1,7 +1,8 @@
 """Read your writes, for everyone: once a client holds a task's result, every question
-to the controller that follows, from it or from another client, reflects it, with no
-wait or retry in the client (the copies of requests and results reach the controller
-late by design; the question waits for what its asker has seen)."""
+to the controller that follows (`result_status`, `get_result`, `db_query`, `queue_status`,
+`purge_results`, `resubmit`, `hub_history`), from it or from another client, reflects it,
+with no wait or retry in the client (the copies of requests and results reach the
+controller late by design; the question waits for what its asker has seen)."""
 
 from __future__ import annotations
 
@@ -56,6 +57,10 @@ def _rounds(rc: Client, kind: str, rounds: int) -> None:
             asker = other if i % 2 else rc  # another client: it never held the result
             assert asker.result_status([m]) == {"completed": [m], "pending": []}, f"round {i}"
             assert other.get_result(m).get(timeout=0) == i, f"round {i}"
+            if i % 10 == 0:  # (verbose: every completed msg_id of the engine, a growing list)
+                status = asker.queue_status(verbose=True)[ar.engine_id]
+                assert m not in status["queue"] + status["tasks"], f"round {i}"
+                assert m in status["completed"], f"round {i}"
             records = asker.db_query({"msg_id": m}, ["completed", "result_content"])
             assert len(records) == 1 and records[0]["completed"] is not None, f"round {i}"
             if previous is not None:
