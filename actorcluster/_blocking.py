@@ -12,21 +12,18 @@ the asking threads' ports (`_sweep`).
 
 from __future__ import annotations
 
-import logging
 import threading
 import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from actorcluster.actors.messages import ExecutorAt, Reclaim, Request, SubmitTask, TaskResult
+from actorcluster.actors.messages import Reclaim, Request, SubmitTask, TaskResult
 from actorcluster.asyncresult import AsyncResult
 from actorcluster.error import ActorClusterError
 from actorcluster.transport import Address, ReplyFuture, ThreadPort, actor_of
 
 __all__ = ["BlockingCalls"]
-
-logger = logging.getLogger(__name__)
 
 _ASK_FOREVER = 10 * 365 * 86400.0  # an asked request's result may take as long as it takes
 _PLACE_MAX = 64 * 1024  # bytes of payload past which a task is not placed (it would travel twice)
@@ -45,7 +42,6 @@ class BlockingCalls:
         _io: Any
         _lock: threading.Lock
         _engines: dict[int, str]
-        _executors: dict[str, str]
         _idle: int | None
         _places: bool
         _asking: dict[int, weakref.ref[ThreadPort]]
@@ -83,7 +79,7 @@ class BlockingCalls:
 
         for request, node in zip(requests, nodes, strict=True):
             direct = replace(request, direct=True)
-            executor = self._executor_of(request.engine, str(node), port)
+            executor = io.executors.get(request.engine, "")
             if executor:
                 asked = port.ask(executor, "executor", direct, _ASK_FOREVER)
                 asked.add_done_callback(self._answered)
@@ -129,7 +125,7 @@ class BlockingCalls:
         executors = []
         for engine in list(self._engines):
             node = io.nodes.get(engine)
-            executor = self._executor_of(engine, node, port) if node else ""
+            executor = io.executors.get(engine, "") if node else ""
             if not executor:
                 return task
             executors.append(executor)
@@ -167,7 +163,7 @@ class BlockingCalls:
         if task.targets is not None and engine not in task.targets:
             return task, None
         node = io.nodes.get(engine)
-        executor = self._executor_of(engine, node, port) if node else ""
+        executor = io.executors.get(engine, "") if node else ""
         if not executor or not port.connected(executor) or request.payload.nbytes > _PLACE_MAX:
             return task, None
         direct = Address.dialable(request.client)  # as the scheduler would send it
@@ -208,19 +204,6 @@ class BlockingCalls:
                     self._asking.pop(key, None)
             else:
                 port.sweep()
-
-    def _executor_of(self, engine: int, node: str, port: ThreadPort) -> str:
-        """Where engine `engine` (at `node`) runs requests asked of it ("" if unknown)."""
-        uuid = self._engines.get(engine, "")
-        found = self._executors.get(uuid)
-        if found is None:
-            try:
-                found = str(port.ask(node, "engine", ExecutorAt(), 5.0).get(timeout=5.0))
-            except Exception as e:  # noqa: BLE001 - then requests go to the engine actor
-                logger.debug("engine %d does not say where its executor is: %s", engine, e)
-                found = ""
-            self._executors[uuid] = found
-        return found
 
     def _answered(self, asked: ReplyFuture) -> None:
         """An executor's answer to an asked request: its result."""

@@ -7,8 +7,9 @@ calling `spin()`; requests queued by the user's thread leave in batches when it 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
+from types import MappingProxyType
 from typing import Any
 
 from actorcluster.actors.messages import (
@@ -129,6 +130,9 @@ class ClientIO(SocketActor):
         super().__init__(session, name="client", listen=listen, advertise=advertise)
         self.engines = engines
         self.nodes: dict[int, str] = {}
+        # where each engine's executor listens: replaced, never changed, so that other
+        # threads (blocking calls) read it as it is
+        self.executors: Mapping[int, str] = MappingProxyType({})
         self._on_result = on_result
         self._on_recorded = on_recorded
         self._on_restart = on_restart
@@ -270,6 +274,7 @@ class ClientIO(SocketActor):
         self.engines.clear()
         self.engines.update(config.engines)
         self.nodes = dict(config.nodes)
+        self.executors = MappingProxyType(dict(config.executors))
         self._snapshot_seq = config.seq
         restarted = self._epoch is not None and config.started != self._epoch
         self._epoch = config.started
@@ -292,12 +297,17 @@ class ClientIO(SocketActor):
             self._snapshot_seq = None
             self._resync()
         elif message.seq > self._snapshot_seq:
+            executors = dict(self.executors)
             if isinstance(message, EngineRegistered):
                 self.engines[message.id] = message.uuid
                 self.nodes[message.id] = message.node
+                if message.executor:
+                    executors[message.id] = message.executor
             else:
                 self.engines.pop(message.id, None)
                 self.nodes.pop(message.id, None)
+                executors.pop(message.id, None)
+            self.executors = MappingProxyType(executors)
 
     def _after_stop(self) -> None:
         if self._subscriber is not None:

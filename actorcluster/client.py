@@ -95,7 +95,6 @@ class Client(TaskDatabase, BlockingCalls):
         self._futures: dict[str, Future[Any]] = {}
         self._targets: dict[str, int] = {}
         self._engines: dict[int, str] = {}
-        self._executors: dict[str, str] = {}  # engine uuid -> where its executor listens
         self._idle: int | None = None  # the engine that last ran a blocking balanced call
         self._places = info.get("scheme", "") == "leastload"  # may a client place tasks
         self._bulk = int(info.get("bulk_threshold", 0))

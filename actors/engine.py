@@ -29,7 +29,6 @@ from actorcluster.actors.messages import (
     Clear,
     EngineConfig,
     Execute,
-    ExecutorAt,
     Hello,
     Pull,
     Push,
@@ -198,8 +197,6 @@ class Engine(SocketActor):
             case Reclaim(msg_id=msg_id):
                 if self.executor.reclaim(msg_id):
                     self.send(self.info["scheduler"], Bounced(msg_id=msg_id, engine=self.id))
-            case ExecutorAt():
-                return self.executor.node
             case Answered(msg_ids=msg_ids):
                 return self.executor.answered(msg_ids)
             case TasksRecorded(results=results):

@@ -49,6 +49,7 @@ class EngineRecord:
     pid: int
     hostname: str
     registered: float
+    executor: str = ""  # where its executor listens (requests may go straight there)
     queue: set[str] = field(default_factory=set)
     balanced: set[str] = field(default_factory=set)
     completed: int = 0
@@ -152,6 +153,7 @@ class Hub(SocketActor):
                     db=self.addresses.get("db", ""),
                     engines={e.id: e.uuid for e in self.engines.values()},
                     nodes={e.id: e.node for e in self.engines.values()},
+                    executors={e.id: e.executor for e in self.engines.values() if e.executor},
                     started=self.started,
                     seq=self._seq,
                 )
@@ -186,7 +188,13 @@ class Hub(SocketActor):
             engine_id = self._next_id
         self._next_id = max(self._next_id, engine_id + 1)
         record = EngineRecord(
-            engine_id, request.uuid, request.node, request.pid, request.hostname, time.time()
+            engine_id,
+            request.uuid,
+            request.node,
+            request.pid,
+            request.hostname,
+            time.time(),
+            request.executor,
         )
         self.engines[engine_id] = record
         self.by_uuid[request.uuid] = record
@@ -204,6 +212,7 @@ class Hub(SocketActor):
                 id=engine_id,
                 uuid=request.uuid,
                 node=request.node,
+                executor=request.executor,
                 seq=self._seq,
                 epoch=self.started,
             )

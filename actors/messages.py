@@ -36,11 +36,6 @@ class RegisterEngine(Message):
 
 
 @dataclass(frozen=True, kw_only=True)
-class ExecutorAt(Message):
-    """Ask an engine where its executor listens (blocking direct calls go there)."""
-
-
-@dataclass(frozen=True, kw_only=True)
 class EngineConfig(Message):
     """The Hub's answer to `RegisterEngine`."""
 
@@ -65,6 +60,7 @@ class ClientConfig(Message):
     db: str  # the DB writer ("" when the cluster keeps no task database)
     engines: dict[int, str]
     nodes: dict[int, str]  # where each engine listens (clients send it requests there)
+    executors: dict[int, str]  # where each engine's executor listens (blocking calls go there)
     started: float
     seq: int
 
@@ -78,6 +74,7 @@ class EngineRegistered(Message):
     node: str
     seq: int
     epoch: float  # when the Hub started: a restarted Hub counts `seq` anew
+    executor: str = ""  # where its executor listens
 
 
 @dataclass(frozen=True, kw_only=True)

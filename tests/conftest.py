@@ -16,6 +16,7 @@ from typing import Any
 
 import pykka
 import pytest
+from actorcluster.transport import actor_of
 from actorcluster.transport._inbox import FdReady
 
 from actorcluster import Client, Cluster
@@ -49,6 +50,11 @@ def actor_stuck(ref: pykka.ActorRef[Any]) -> Iterator[None]:
         yield
     finally:
         release.set()
+
+
+def executors_of(rc: Client) -> list[str]:
+    """Where the executors of `rc`'s engines listen, as its I/O actor knows them."""
+    return list(actor_of(rc._io).executors.values())
 
 
 def io_thread_stuck(rc: Client) -> AbstractContextManager[None]:

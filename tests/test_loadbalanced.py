@@ -15,6 +15,7 @@ from actorcluster.error import DependencyTimeout, EngineError, RemoteError, Task
 from tests.conftest import (
     Gate,
     actor_stuck,
+    executors_of,
     gated_pid,
     io_thread_stuck,
     through_gate,
@@ -214,7 +215,7 @@ def test_a_blocking_balanced_call_is_answered_on_the_callers_own_socket() -> Non
         port = pool.submit(ThreadPort.of_thread, rc.session).result(timeout=10)
         for _ in range(50):  # its first calls connect the thread to every engine's executor
             assert pool.submit(lview.apply_sync, abs, -1).result(timeout=10) == 1
-            executors = list(rc._executors.values())
+            executors = executors_of(rc)
             if len(executors) == 2 and all(port.connected(e) for e in executors):
                 break
         with io_thread_stuck(rc):  # so no result can come through the I/O thread
@@ -229,7 +230,7 @@ def test_an_answer_that_comes_after_its_waiter_left_still_completes_the_result()
         port = pool.submit(ThreadPort.of_thread, rc.session).result(timeout=10)
         for _ in range(50):  # until the thread is connected to the executor (see above)
             assert pool.submit(lview.apply_sync, abs, -1).result(timeout=10) == 1
-            if rc._executors and all(port.connected(e) for e in rc._executors.values()):
+            if executors_of(rc) and all(port.connected(e) for e in executors_of(rc)):
                 break
 
         # a blocking call whose wait is interrupted
@@ -268,7 +269,7 @@ def _placing(rc: Client, lview: LoadBalancedView) -> int:
     port = ThreadPort.of_thread(rc.session)
     for _ in range(50):
         assert lview.apply_sync(abs, -1) == 1
-        executors = list(rc._executors.values())
+        executors = executors_of(rc)
         if len(executors) == len(rc.ids) and all(port.connected(e) for e in executors):
             break
     assert rc._idle is not None
