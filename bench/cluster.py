@@ -3,6 +3,8 @@
 Each library is measured in a fresh process of its own:
   * start-up to 2 ready engines;
   * direct apply_sync round trip of a no-op (median, p99 over --calls calls);
+  * load-balanced round trip likewise, and (actorcluster) without placing blocking calls
+    on the engine that ran the last one: every call through the scheduler;
   * --tasks no-op apply_async to one engine, tasks/s end to end;
   * push then pull of a 100 MB float64 array, MB/s each way;
   * controller and engine RSS after that.
@@ -135,6 +137,10 @@ def measure(lib: str, calls: int, tasks: int) -> dict[str, Any]:
         out["direct_tasks_per_s"] = _throughput(v0, tasks)
         lview = rc.load_balanced_view()
         out["lb_rtt_median_ms"], out["lb_rtt_p99_ms"] = _round_trips(lview, calls)
+        if lib == "actorcluster":  # the same, every call through the scheduler (no placing)
+            rc._places = False
+            out["lb_rtt_unplaced_ms"], _ = _round_trips(lview, calls)
+            rc._places = True
         out["lb_tasks_per_s"] = _throughput(lview, tasks)
         for label, chunk in (("lb_map_default", None), ("lb_map_100", 100)):
             t = time.perf_counter()
@@ -174,6 +180,7 @@ _LOWER_IS_BETTER = {
     "rtt_p99_ms",
     "lb_rtt_median_ms",
     "lb_rtt_p99_ms",
+    "lb_rtt_unplaced_ms",
     "controller_rss_MB",
     "engine_rss_MB",
 }
@@ -185,6 +192,7 @@ ROWS = [
     ("no-op apply_async to one engine (tasks/s)", "direct_tasks_per_s", ">= 10,000"),
     ("load-balanced round trip, median (ms)", "lb_rtt_median_ms", "< 0.7 ms"),
     ("load-balanced round trip, p99 (ms)", "lb_rtt_p99_ms", ""),
+    ("... through the scheduler, no placing (ms)", "lb_rtt_unplaced_ms", "< 0.7 ms"),
     ("no-op load-balanced apply_async (tasks/s)", "lb_tasks_per_s", ">= 5,000"),
     ("map of a no-op, default chunksize (items/s)", "lb_map_default", ""),
     ("map of a no-op, chunksize=100 (items/s)", "lb_map_100", ""),
