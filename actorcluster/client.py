@@ -309,7 +309,7 @@ class Client(TaskDatabase, BlockingCalls):
                 self._unconfirmed.pop(msg_id, None)
             elif msg_id in self._recorded_early:
                 self._recorded_early.discard(msg_id)
-            elif msg_id in self._targets:  # its own (another's came from the database)
+            elif msg_id in self._targets and self._config.db:  # its own, not from the database
                 self._unrecorded[msg_id] = None
         error = result.error
         if error is None:

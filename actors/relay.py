@@ -106,6 +106,8 @@ class MuxRelay(SocketActor):
                 f"engine {request.engine} is not registered (registered: {sorted(self.engines)})"
             )
             failed = not_run(request.msg_id, request.engine, "error", error, client=request.client)
+            if task:
+                report.finished.append((request.msg_id, request.engine, "error"))
             self._to_client(request.client, failed, record=task)
             return
         self.pending[request.msg_id] = (request.client, request.engine, task)

@@ -303,22 +303,13 @@ class TaskScheduler(SocketActor):
 
     def _abort(self, msg_ids: set[str]) -> None:
         """Answer waiting tasks with `TaskAborted`; ask engines to drop the ones they hold."""
-        kept: deque[_Task] = deque()
-        for task in self.queue:
+        aborted = [t for t in self.queue if t.submit.request.msg_id in msg_ids]
+        if aborted:
+            self.queue = deque(t for t in self.queue if t.submit.request.msg_id not in msg_ids)
+        for task in aborted:
             msg_id = task.submit.request.msg_id
-            if msg_id in msg_ids:
-                self._to_client(
-                    task,
-                    not_run(
-                        msg_id,
-                        -1,
-                        "aborted",
-                        TaskAborted(f"task {msg_id} was aborted before it ran"),
-                    ),
-                )
-            else:
-                kept.append(task)
-        self.queue = kept
+            error = TaskAborted(f"task {msg_id} was aborted before it ran")
+            self._to_client(task, not_run(msg_id, -1, "aborted", error))
         by_engine: dict[int, list[str]] = {}
         for msg_id in msg_ids:
             held = self.running.get(msg_id)
@@ -387,6 +378,8 @@ class TaskScheduler(SocketActor):
         """The task's final answer: tell its client, and let tasks that depend on it go on."""
         if not result.client:  # made here
             result = replace(result, client=task.submit.request.client)
+        if task.engine < 0:  # never ran (aborted, timed out...): counted on no engine
+            self.report.finished.append((result.msg_id, -1, result.status))
         self.graph.finished(result.msg_id, result.engine, result.status == "ok")
         self.report.record_result(result)
         if not result.direct:  # else the engine sent it to the client, and us a copy
