@@ -5,6 +5,12 @@ scheduler sends and clients ask), runs them in the engine's `Kernel`, and sends 
 where it must go: to its client (on the client thread's own connection when it asked, or
 when `answer` names one), with a copy to the relay or scheduler; it holds results while the
 controller is away, and routes them through the controller for a client it cannot reach.
+
+Order: requests from the engine actor's queue and from the socket run in the order they
+are read; an abort that names a request not read yet answers it at once and has it dropped
+when read (`_aborted`). What it posted leaves once no request waits (also when an abort
+took the rest). Final results stay in `_unrecorded` until the task database confirms them
+(`recorded`), and go to a restarted controller's database (`Redeliver`).
 """
 
 from __future__ import annotations

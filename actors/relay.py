@@ -5,6 +5,15 @@ payload, and tells the Hub what passed in one message per burst instead of one p
 A client that can reach the engine sends a request straight to it (`direct`) and the relay
 a copy, which the relay records and watches but does not forward; the engine answers the
 client and copies the relay.
+
+Order: the copy of a request (from the client, or from the engine for a blocking call)
+and its result's copy (from the engine) come on different connections, in either order.
+A result that comes first waits in `early` for its request (which says whether it is a
+task to record or control); a second copy of a request is dropped (`pending`, `finished`).
+Safe because nothing waits on the relay's record: the client has its result, the database
+answers questions once it holds what their askers have seen (`actors.questions`), and an
+engine gives a restarted controller the results it did not confirm. An outcome the relay
+makes itself (`EngineError`) is told to the database before it leaves for its client.
 """
 
 from __future__ import annotations

@@ -8,7 +8,12 @@ as does every task stranded on an engine that died.
 A blocking call may be placed by its client on an engine it saw idle (`Apply.placed`,
 one hop fewer); the scheduler gets a copy and counts it as running there. The copy, the
 engine's result and, if the engine was busy after all, its `Bounced`, come on different
-connections: whichever comes first waits for the copy.
+connections: whichever comes first waits for the copy (`early`, `bounced`).
+
+Order: an engine's result comes after the request the scheduler sent it (one connection
+each way). An outcome the scheduler makes (abort, timeout, impossible dependency, engine
+death, retries used up) is told to the database and the Hub before it leaves for its
+client, so a question the client asks next sees it.
 """
 
 from __future__ import annotations
