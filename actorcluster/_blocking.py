@@ -30,10 +30,6 @@ _PLACE_MAX = 64 * 1024  # bytes of payload past which a task is not placed (it w
 _ELSEWHERE = ActorClusterError("the result came another way")  # ends a wait for an answer
 
 
-def _nothing() -> None:
-    pass
-
-
 class BlockingCalls:
     """`Client` methods for blocking calls made from the calling thread."""
 
@@ -57,9 +53,8 @@ class BlockingCalls:
 
         A request is asked of the engine's executor, whose answer is its result: `ar.get()`
         reads it on this thread's own socket (no hop through the engine actor nor the I/O
-        thread). The executor gives the relay copies of the request and its result; only a
-        request not answered within a moment gets its copy from here at once, so that the
-        relay knows of it (and fails it if its engine dies).
+        thread). The relay gets a copy of the request from here at once (it fails the request
+        if its engine dies) and copies of both from the executor (a second copy is dropped).
         """
         io = actor_of(self._io)
         with self._lock:
@@ -71,23 +66,18 @@ class BlockingCalls:
         port = ThreadPort.of_thread(self.session)
         self._asks_on(port)
         relay, relay_name = Address.parse(self._config.mux)
-        copies: list[Request] = []
-
-        def unanswered() -> None:
-            for copy in copies:
-                port.send_now(relay, relay_name, copy)
-
         for request, node in zip(requests, nodes, strict=True):
             direct = replace(request, direct=True)
             executor = io.executors.get(request.engine, "")
             if executor:
                 asked = port.ask(executor, "executor", direct, _ASK_FOREVER)
                 asked.add_done_callback(self._answered)
-                ar.drive(asked, unanswered)
-                copies.append(io.copy(direct))
+                ar.drive(asked)
             else:
                 port.send_now(str(node), "engine", direct)
-                port.send_now(relay, relay_name, io.copy(direct))
+            # the relay's copy, after the request has left: it fails the request if its
+            # engine dies (the executor's own copy, should it come too, is dropped there)
+            port.send_now(relay, relay_name, io.copy(direct))
         return True
 
     def _submit_now(self, tasks: Sequence[Request | SubmitTask], ar: AsyncResult) -> bool:
@@ -140,7 +130,7 @@ class BlockingCalls:
         self._asks_on(port)
         cid, answer = port.expect(scheduler, "a load-balanced task", _ASK_FOREVER)
         answer.add_done_callback(self._ran)
-        ar.drive(answer, _nothing)
+        ar.drive(answer)
         ar.add_done_callback(lambda _: port.cancel(cid, _ELSEWHERE))
         return replace(task, request=replace(task.request, answer=(port.identity.decode(), cid)))
 

@@ -174,18 +174,16 @@ class AsyncResult(Future[Any]):
             self._drive_asks(timeout)
         return self.result(timeout)
 
-    def drive(self, asked: Any, unanswered: Callable[[], Any]) -> None:
+    def drive(self, asked: Any) -> None:
         """Have `get` read the answer to `asked` (a `ReplyFuture` of the calling thread's
-        port) while it waits: the answer completes this result. Unless this result is done
-        within a moment of the first `get`, `unanswered` runs (once)."""
+        port) while it waits: the answer completes this result."""
         if self._asks is None:
             self._asks = []
         self._asks.append(asked)
-        self._unanswered = unanswered
 
     def on_unanswered(self, unanswered: Callable[[], Any]) -> None:
-        """Run `unanswered` (once) instead, if this result is not done within a moment of
-        the first `get` (see `drive`)."""
+        """Run `unanswered` (once) if this result is not done within a moment of the first
+        `get`: a placed blocking call then asks its engine to send it back if busy."""
         self._unanswered = unanswered
 
     def _drive_asks(self, timeout: float | None) -> None:
