@@ -16,6 +16,7 @@ import importlib
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from actorcluster.actors.messages import DependencySpec
 from actorcluster.error import UnmetDependency
 from actorcluster.transport import bind, namespace_of_thread
 
@@ -54,31 +55,23 @@ class Dependency(set[str]):
         if not (success or failure):
             raise ValueError("a Dependency needs success=True, failure=True, or both")
 
-    def _counting(self, completed: set[str], failed: set[str]) -> set[str]:
-        return (completed if self.success else set()) | (failed if self.failure else set())
+    def spec(self) -> DependencySpec:
+        """The plain form that travels with a task."""
+        return DependencySpec(
+            ids=frozenset(self), all=self.all, success=self.success, failure=self.failure
+        )
 
     def check(self, completed: set[str], failed: set[str]) -> bool:
         """Whether the task may run, given the msg_ids that completed and that failed."""
-        if not self:
-            return True
-        counting = self._counting(completed, failed)
-        return self <= counting if self.all else bool(self & counting)
+        return self.spec().check(completed, failed)
 
     def unreachable(self, completed: set[str], failed: set[str]) -> bool:
         """Whether the task can never run: tasks it needs finished the wrong way."""
-        if not self:
-            return False
-        wrong = (completed if not self.success else set()) | (failed if not self.failure else set())
-        return bool(self & wrong) if self.all else self <= wrong
+        return self.spec().unreachable(completed, failed)
 
     def as_dict(self) -> dict[str, Any]:
-        """The plain form that travels with a task."""
-        return {
-            "dependencies": sorted(self),
-            "all": self.all,
-            "success": self.success,
-            "failure": self.failure,
-        }
+        """The plain form a task record keeps (its `after`, `follow` metadata)."""
+        return self.spec().as_dict()
 
     def __reduce__(self) -> tuple[Any, ...]:
         return Dependency, (sorted(self), self.all, self.success, self.failure)

@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from actorcluster._viewbase import View
-from actorcluster.actors.messages import Apply, SubmitTask
+from actorcluster.actors.messages import Apply, DependencySpec, SubmitTask
 from actorcluster.asyncresult import AsyncMapResult, AsyncResult
 from actorcluster.dependency import Dependency
 from actorcluster.transport import call_serialized, serialize
@@ -79,12 +79,12 @@ class LoadBalancedView(View):
             for payload in payloads
         ]
 
-    def _known(self, *graphs: dict[str, Any] | None) -> tuple[tuple[str, int, str], ...]:
+    def _known(self, *graphs: DependencySpec | None) -> tuple[tuple[str, int, str], ...]:
         """What this client knows of the tasks these dependencies name."""
         metadata = self.client.metadata
         known = []
         for graph in graphs:
-            for msg_id in graph["dependencies"] if graph else ():
+            for msg_id in sorted(graph.ids) if graph else ():
                 md = metadata.get(msg_id)
                 if md is not None:
                     engine = md["engine_id"] if md["engine_id"] is not None else -1
@@ -180,14 +180,14 @@ class LoadBalancedView(View):
         return decorate
 
 
-def _graph(dependency: Any) -> dict[str, Any] | None:
+def _graph(dependency: Any) -> DependencySpec | None:
     """A Dependency, or msg_ids/AsyncResults (meaning all, success only), as it travels."""
     if dependency is None:
         return None
     if not isinstance(dependency, Dependency):
         items = [dependency] if isinstance(dependency, str | AsyncResult) else dependency
         dependency = Dependency(items)
-    return dependency.as_dict() if dependency else None
+    return dependency.spec() if dependency else None
 
 
 def _map_chunk(f: Callable[..., Any], *chunks: Sequence[Any]) -> list[Any]:

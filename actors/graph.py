@@ -2,21 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
+from actorcluster.actors.messages import DependencySpec
 
-from actorcluster.dependency import Dependency
 from actorcluster.error import ImpossibleDependency, InvalidDependency
 
 __all__ = ["TaskGraph"]
-
-
-def as_dependency(spec: dict[str, Any] | None) -> Dependency | None:
-    """Rebuild a Dependency from its travelling form (None stays None)."""
-    if not spec:
-        return None
-    return Dependency(
-        spec["dependencies"], all=spec["all"], success=spec["success"], failure=spec["failure"]
-    )
 
 
 class TaskGraph:
@@ -37,7 +27,9 @@ class TaskGraph:
         if engine >= 0:
             self.where[msg_id] = engine
 
-    def verdict(self, msg_id: str, after: Dependency | None, follow: Dependency | None) -> bool:
+    def verdict(
+        self, msg_id: str, after: DependencySpec | None, follow: DependencySpec | None
+    ) -> bool:
         """True when the task may run now, False when it must wait.
 
         Raises:
@@ -47,7 +39,7 @@ class TaskGraph:
         for dep in (after, follow):
             if dep is None:
                 continue
-            unknown = dep - self.known
+            unknown = dep.ids - self.known
             if unknown:
                 raise InvalidDependency(
                     f"task {msg_id} depends on unknown msg_ids {sorted(unknown)}"
@@ -58,7 +50,7 @@ class TaskGraph:
                     f"(all={dep.all}, success={dep.success}, failure={dep.failure})"
                 )
         if follow is not None and follow.all:
-            engines = {self.where[m] for m in follow if m in self.where}
+            engines = {self.where[m] for m in follow.ids if m in self.where}
             if len(engines) > 1:
                 raise ImpossibleDependency(
                     f"task {msg_id} must follow tasks that ran on different engines {sorted(engines)}"
@@ -67,8 +59,8 @@ class TaskGraph:
             dep.check(self.completed, self.failed) for dep in (after, follow) if dep is not None
         )
 
-    def follow_engines(self, follow: Dependency | None) -> set[int] | None:
+    def follow_engines(self, follow: DependencySpec | None) -> set[int] | None:
         """The engines a task following `follow` may run on (None: any)."""
-        if follow is None or not follow:
+        if follow is None or not follow.ids:
             return None
-        return {self.where[m] for m in follow if m in self.where}
+        return {self.where[m] for m in follow.ids if m in self.where}

@@ -170,6 +170,54 @@ Queued = Apply | Execute | Push | Pull | Clear
 
 
 @dataclass(frozen=True, kw_only=True)
+class DependencySpec(Message):
+    """Graph dependencies as they travel with a task: the msg_ids it waits for, whether all
+    or any one of them, and whether a success, a failure or both count (the client's
+    `Dependency` made plain)."""
+
+    ids: frozenset[str]
+    all: bool = True
+    success: bool = True
+    failure: bool = False
+
+    def _counting(self, completed: set[str], failed: set[str]) -> set[str]:
+        return (completed if self.success else set()) | (failed if self.failure else set())
+
+    def check(self, completed: set[str], failed: set[str]) -> bool:
+        """Whether the task may run, given the msg_ids that completed and that failed."""
+        if not self.ids:
+            return True
+        counting = self._counting(completed, failed)
+        return self.ids <= counting if self.all else bool(self.ids & counting)
+
+    def unreachable(self, completed: set[str], failed: set[str]) -> bool:
+        """Whether the task can never run: tasks it needs finished the wrong way."""
+        if not self.ids:
+            return False
+        wrong = (completed if not self.success else set()) | (failed if not self.failure else set())
+        return bool(self.ids & wrong) if self.all else self.ids <= wrong
+
+    def as_dict(self) -> dict[str, Any]:
+        """The plain form a task record keeps."""
+        return {
+            "dependencies": sorted(self.ids),
+            "all": self.all,
+            "success": self.success,
+            "failure": self.failure,
+        }
+
+    @classmethod
+    def of(cls, spec: DependencySpec | dict[str, Any] | None) -> DependencySpec | None:
+        """`spec` as a DependencySpec (a journal of an earlier version holds the plain form)."""
+        if isinstance(spec, DependencySpec):
+            return spec
+        if not spec:
+            return None
+        ids = frozenset(spec["dependencies"])
+        return cls(ids=ids, all=spec["all"], success=spec["success"], failure=spec["failure"])
+
+
+@dataclass(frozen=True, kw_only=True)
 class SubmitTask(Message):
     """A client asks the scheduler to run `request` on some engine it chooses.
 
@@ -181,8 +229,8 @@ class SubmitTask(Message):
     targets: tuple[int, ...] | None = None
     retries: int = 0
     timeout: float | None = None  # seconds it may wait for an engine
-    after: dict[str, Any] | None = None  # Dependency.as_dict(): run once these finished
-    follow: dict[str, Any] | None = None  # ... and where these ran
+    after: DependencySpec | None = None  # run once these finished
+    follow: DependencySpec | None = None  # ... and where these ran
     # what the client knows of those dependencies (msg_id, engine, status; "" = pending):
     # the scheduler may not have heard yet of a direct task the client already has
     known: tuple[tuple[str, int, str], ...] = ()

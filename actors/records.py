@@ -10,6 +10,7 @@ from typing import Any
 
 from actorcluster.actors.messages import (
     Apply,
+    DependencySpec,
     Execute,
     Pull,
     Push,
@@ -63,7 +64,12 @@ def submitted_record(
     if isinstance(item, SubmitTask):
         targets = None if item.targets is None else list(item.targets)
         metadata: dict[str, Any] = {"targets": targets, "retries": item.retries}
-        metadata.update(timeout=item.timeout, after=item.after, follow=item.follow)
+        after, follow = DependencySpec.of(item.after), DependencySpec.of(item.follow)
+        metadata.update(
+            timeout=item.timeout,
+            after=None if after is None else after.as_dict(),
+            follow=None if follow is None else follow.as_dict(),
+        )
     else:
         metadata = {"targets": [request.engine]}
     if request.bulk:

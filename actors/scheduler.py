@@ -25,13 +25,14 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from actorcluster.actors.bounded import remember
-from actorcluster.actors.graph import TaskGraph, as_dependency
+from actorcluster.actors.graph import TaskGraph
 from actorcluster.actors.messages import (
     HWM,
     Abort,
     AbortTasks,
     Apply,
     Bounced,
+    DependencySpec,
     EngineAdded,
     EngineDied,
     Hello,
@@ -46,7 +47,6 @@ from actorcluster.actors.report import HubReport, Nudge, Teller
 from actorcluster.actors.schemes import SCHEMES
 from actorcluster.transport import Address, Session, SocketActor
 
-from actorcluster.dependency import Dependency
 from actorcluster.error import (
     DependencyTimeout,
     EngineError,
@@ -74,8 +74,8 @@ class _Task:
     excluded: set[int] = field(default_factory=set)
     engine: int = -1
     last: TaskResult | None = None
-    after: Dependency | None = None
-    follow: Dependency | None = None
+    after: DependencySpec | None = None
+    follow: DependencySpec | None = None
 
 
 class TaskScheduler(SocketActor):
@@ -140,8 +140,8 @@ class TaskScheduler(SocketActor):
                 task = _Task(
                     message,
                     retries,
-                    after=as_dependency(message.after),
-                    follow=as_dependency(message.follow),
+                    after=DependencySpec.of(message.after),
+                    follow=DependencySpec.of(message.follow),
                 )
                 if timeout is not None:
                     self.call_later(timeout, _Expire(message.request.msg_id))
