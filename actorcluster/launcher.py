@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ctypes
 import gc
 import logging
 import signal
@@ -12,7 +11,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from actorcluster.actors.controller import Controller
+from actorcluster.actors.controller import Controller, die_with_parent
 from actorcluster.actors.engine import Engine
 from actorcluster.transport import Session, actor_of, load_connection_file
 
@@ -26,14 +25,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-
-
-def die_with_parent() -> None:  # pragma: no cover - runs in the child before exec
-    """Ask Linux to SIGTERM this process when its parent (the controller) dies."""
-    try:
-        ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
 
 
 def spawn_engine(engine_file: Path, log_file: Path | None = None) -> subprocess.Popen[bytes]:

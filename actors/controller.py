@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import ctypes
 import logging
+import signal
 import subprocess
 import sys
 import threading
@@ -19,7 +21,7 @@ from actorcluster.actors.scheduler import TaskScheduler
 from actorcluster.actors.store import TaskStore
 from actorcluster.transport import RemoteRef, Session, actor_of
 
-__all__ = ["Controller"]
+__all__ = ["Controller", "die_with_parent"]
 
 logger = logging.getLogger(__name__)
 
@@ -157,12 +159,18 @@ def _stop(ref: pykka.ActorRef[Any]) -> None:
         logger.warning("%s did not stop within 5 s", ref)
 
 
+def die_with_parent() -> None:  # pragma: no cover - runs in the child before exec
+    """Ask Linux to SIGTERM this process when its parent (the controller) dies."""
+    try:
+        ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
 def _spawn_scheduler(
     session: Session, host: str, hub: str, db: str, scheme: str, hwm: int, port: int
 ) -> tuple[subprocess.Popen[str], str]:
     """Start `actorclusterd scheduler`; the key goes by stdin (argv is visible to all)."""
-    from actorcluster.launcher import die_with_parent
-
     command = [sys.executable, "-m", "actorcluster.cli", "scheduler", "--hub", hub, "--ip", host]
     command += ["--scheme", scheme, "--hwm", str(hwm), *(["--db", db] if db else [])]
     command += ["--port", str(port)]
