@@ -130,6 +130,7 @@ class DBWriter(SocketActor):
         self.snapshot_bytes = snapshot_bytes
         self.engines: dict[int, str] = {}
         self.nodes: dict[str, str] = {}  # engine uuid -> its actor's node
+        self.engine_nodes: dict[int, str] = {}  # engine id -> its actor's node
         self.watchers: dict[str, set[str]] = {}
         self._commit_due = False
         # left pending by a controller before this one (msg_id -> when it is failed, if its
@@ -138,9 +139,9 @@ class DBWriter(SocketActor):
         self._interrupted_grace = interrupted_grace
         self._scheduler = ""
         self.questions = Questions(self, ready=self._ready, answer=self._answer, fence=self._fence)
-        self._acks: dict[str, _Acks] = {}  # what to confirm to each client and engine
+        self._acks: dict[tuple[str, str], _Acks] = {}  # what to confirm to (node, name)
         self._logged: dict[str, None] = {}  # recent msg_ids whose request was logged
-        self._early: dict[str, str] = {}  # msg_id -> client: its result logged before it
+        self._early: dict[str, str] = {}  # msg_id -> client node: its result logged first
 
     def on_start(self) -> None:
         if self._interrupted:
@@ -241,6 +242,7 @@ class DBWriter(SocketActor):
             case EngineAdded(id=engine, uuid=uuid, node=node):
                 self.engines = {**self.engines, engine: uuid}  # logged events keep the old one
                 self.nodes[uuid] = node
+                self.engine_nodes[engine] = node
             case _Commit():
                 self._commit_due = False
                 self._commit()
@@ -310,15 +312,16 @@ class DBWriter(SocketActor):
     def _log(self, log: TaskLog) -> None:
         store = self.store
         store.log(log, self.engines)
+        logged, early = self._logged, self._early
         for _when, item, _received in log.submitted:
             request = item.request if isinstance(item, SubmitTask) else item
             msg_id = request.msg_id
-            remember(self._logged, msg_id, None, _LOGGED_LIMIT)
-            if Address.dialable(request.client):
-                self._ack(f"actor://{request.client}/client").requests.append(msg_id)
-            client = self._early.pop(msg_id, None)
-            if client is not None:  # its result came first: both are in now
-                self._ack(client).results.append(msg_id)
+            if len(logged) >= _LOGGED_LIMIT:
+                del logged[next(iter(logged))]
+            logged[msg_id] = None
+            self._ack(request.client, "client").requests.append(msg_id)
+            if early and msg_id in early:  # its result came first: both are in now
+                self._ack(early.pop(msg_id), "client").results.append(msg_id)
         for _when, result, _received in log.finished:
             self._recorded(result)
         if store.journal is None:
@@ -338,22 +341,21 @@ class DBWriter(SocketActor):
         msg_id = result.msg_id
         for client in self.watchers.pop(msg_id, ()) if self.watchers else ():
             self.send(f"actor://{client}/client", result)
-        engine = self.nodes.get(self.engines.get(result.engine, ""))
+        engine = self.engine_nodes.get(result.engine)
         if engine is not None:
-            self._ack(f"actor://{engine}/engine").results.append(msg_id)
+            self._ack(engine, "engine").results.append(msg_id)
         client = result.client or self._client_of(msg_id)
         if not client:
             return
-        address = f"actor://{client}/client"
         if msg_id in self._logged or self.store.submitted(msg_id):
-            self._ack(address).results.append(msg_id)
+            self._ack(client, "client").results.append(msg_id)
         else:  # confirmed once its request is in too
-            remember(self._early, msg_id, address, _LOGGED_LIMIT)
+            remember(self._early, msg_id, client, _LOGGED_LIMIT)
 
-    def _ack(self, address: str) -> _Acks:
-        acks = self._acks.get(address)
+    def _ack(self, node: str, name: str) -> _Acks:
+        acks = self._acks.get((node, name))
         if acks is None:
-            acks = self._acks[address] = _Acks()
+            acks = self._acks[node, name] = _Acks()
         return acks
 
     def _client_of(self, msg_id: str) -> str:
@@ -365,10 +367,10 @@ class DBWriter(SocketActor):
         """Tell clients and engines which of their requests and results are recorded
         (durable, with a journal): they let them go."""
         acks, self._acks = self._acks, {}
-        for address, ack in acks.items():
-            self.send(
-                address, TasksRecorded(requests=tuple(ack.requests), results=tuple(ack.results))
-            )
+        for (node, name), ack in acks.items():
+            if Address.dialable(node):
+                recorded = TasksRecorded(requests=tuple(ack.requests), results=tuple(ack.results))
+                self.send_to(node, name, recorded)
 
     def _settle(self) -> None:
         """Build the records once no event came for `settle_after` seconds."""
