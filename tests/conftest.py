@@ -187,6 +187,17 @@ def processes() -> Iterator[Cluster]:
         cluster.stop()
 
 
+MODES = ["inprocess", pytest.param("processes", marks=pytest.mark.slow)]
+
+
+def cluster_client(mode: str, n: int) -> Iterator[Client]:
+    """A client of a cluster of `n` engines in `mode` ("inprocess", "processes"), stopped
+    at the end (for module fixtures parametrized over `MODES`)."""
+    with Cluster(n=n, mode=mode) as rc:
+        rc.wait_for_engines(n, timeout=30)
+        yield rc
+
+
 def _client(cluster: Cluster) -> Iterator[Client]:
     rc = cluster.connect_client()
     rc.wait_for_engines(2, timeout=30)

@@ -11,21 +11,17 @@ from collections.abc import Iterator
 
 import pytest
 
-from actorcluster import Client, Cluster
+from actorcluster import Client
 from actorcluster.error import TaskAborted
-from tests.conftest import Gate, through_gate
+from tests.conftest import MODES, Gate, cluster_client, through_gate
 
 ROUNDS = 200
 
 
-@pytest.fixture(
-    scope="module", params=["inprocess", pytest.param("processes", marks=pytest.mark.slow)]
-)
+@pytest.fixture(scope="module", params=MODES)
 def one_engine(request: pytest.FixtureRequest) -> Iterator[Client]:
     """A client of a cluster of one engine, in-process or in its own process."""
-    with Cluster(n=1, mode=request.param) as rc:
-        rc.wait_for_engines(1, timeout=30)
-        yield rc
+    yield from cluster_client(request.param, 1)
 
 
 def _view(rc: Client, kind: str) -> object:

@@ -14,19 +14,16 @@ from collections.abc import Iterator
 
 import pytest
 
-from actorcluster import Client, Cluster
+from actorcluster import Client
+from tests.conftest import MODES, cluster_client
 
 ROUNDS = 1000
 
 
-@pytest.fixture(
-    scope="module", params=["inprocess", pytest.param("processes", marks=pytest.mark.slow)]
-)
+@pytest.fixture(scope="module", params=MODES)
 def cluster(request: pytest.FixtureRequest) -> Iterator[Client]:
     """A client of a cluster of two engines, in-process or in processes."""
-    with Cluster(n=2, mode=request.param) as rc:
-        rc.wait_for_engines(2, timeout=30)
-        yield rc
+    yield from cluster_client(request.param, 2)
 
 
 @pytest.fixture
