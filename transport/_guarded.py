@@ -33,6 +33,12 @@ def as_remote_error(error: BaseException) -> BaseException:
 
 
 Settle = Callable[[Any, BaseException | None], None]
+_BRIEF = 300  # characters of a message a log line shows (a batch of tasks may be megabytes)
+
+
+def _brief(message: Any) -> str:
+    text = repr(message)
+    return text if len(text) <= _BRIEF else f"{text[:_BRIEF]}... ({len(text)} characters)"
 
 
 class Later:
@@ -127,9 +133,9 @@ class GuardedActor(pykka.ThreadingActor):
                 if envelope.reply_to is not None:
                     envelope.reply_to.set_exception((type(e), e, e.__traceback__))
                 else:
-                    logger.exception("%s failed on %r; it goes on", self, envelope.message)
+                    logger.exception("%s failed on %s; it goes on", self, _brief(envelope.message))
             except BaseException as e:  # noqa: BLE001 - contained, see the module docstring
-                logger.error("%s: %r raised while handling %r", self, e, envelope.message)
+                logger.error("%s: %r raised while handling %s", self, e, _brief(envelope.message))
                 if envelope.reply_to is not None:
                     wrapped = as_remote_error(e)
                     envelope.reply_to.set_exception((type(wrapped), wrapped, None))
