@@ -6,7 +6,6 @@ from __future__ import annotations
 import threading
 from collections.abc import Sequence
 from concurrent.futures import Future
-from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from actorcluster._io import Ask
@@ -80,7 +79,7 @@ class TaskDatabase:
 
         def _resolve(self, targets: Any) -> tuple[list[int], bool]: ...
 
-        def _seen(self) -> tuple[tuple[str, ...], tuple[str, ...]]: ...
+        def _reflecting(self, question: Question) -> Question: ...
 
     # -- asking -----------------------------------------------------------------------------
     def _ask_db(self, message: Question, timeout: float = 30.0) -> Any:
@@ -88,8 +87,7 @@ class TaskDatabase:
             raise ActorClusterError(
                 "this cluster keeps no task database (it was started with db 'none')"
             )
-        known, finished = self._seen()
-        message = replace(message, known=known, finished=finished)
+        message = self._reflecting(message)
         # through the I/O actor: the database may then send results to this client
         reply = self._io.ask(Ask(self._config.db, message, timeout), timeout=timeout)
         return reply.get(timeout=timeout)

@@ -8,9 +8,10 @@ import time
 import weakref
 from collections.abc import Sequence
 from concurrent.futures import Future, InvalidStateError
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from actorcluster._blocking import BlockingCalls
 from actorcluster._io import ClientIO, Connect, Send
@@ -21,6 +22,7 @@ from actorcluster.actors.messages import (
     Clear,
     ClientConfig,
     HubStatus,
+    Question,
     QueueStatus,
     Redeliver,
     Request,
@@ -48,6 +50,7 @@ __all__ = ["Client"]
 
 
 Targets = int | Sequence[int] | slice | str | None
+Q = TypeVar("Q", bound=Question)
 
 
 class Client(TaskDatabase, BlockingCalls):
@@ -345,13 +348,14 @@ class Client(TaskDatabase, BlockingCalls):
         if requests and self._config.db:
             self._io.tell(Send(self._config.db, [Redeliver(requests=requests)]))
 
-    def _seen(self) -> tuple[tuple[str, ...], tuple[str, ...]]:
-        """What a question to the controller must reflect: the msg_ids this client holds
+    def _reflecting(self, question: Q) -> Q:
+        """`question` naming what its answer must reflect: the msg_ids this client holds
         that the task database has not confirmed (requests, results), and those of them
         whose results it holds."""
         with self._lock:
             finished = tuple(self._unrecorded)
-            return (*self._unconfirmed, *finished), finished
+            known = (*self._unconfirmed, *finished)
+        return replace(question, known=known, finished=finished)
 
     # -- waiting ----------------------------------------------------------------------------
     def wait(self, jobs: Any = None, timeout: float | None = -1) -> bool:
@@ -445,8 +449,7 @@ class Client(TaskDatabase, BlockingCalls):
         """Per-engine `queue` (direct), `tasks` (load-balanced) and `completed` counts, plus
         `unassigned`; with `verbose`, the msg_ids instead of the counts."""
         engines = None if targets is None else tuple(self._resolve(targets)[0])
-        known, finished = self._seen()  # the answer reflects them
-        question = QueueStatus(engines=engines, verbose=verbose, known=known, finished=finished)
+        question = self._reflecting(QueueStatus(engines=engines, verbose=verbose))
         status: dict[Any, Any] = RemoteRef(self.info["hub"], self.session).ask(
             question, block=True, timeout=10
         )

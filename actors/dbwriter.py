@@ -92,8 +92,8 @@ class DBWriter(SocketActor):
     `HubHistory`, `PurgeRecords`, `Resubmit` (clients: `Question`s, answered once the
     database holds what their asker has seen). Emits: the results of watched tasks to their
     clients, `TasksRecorded` to clients and engines (what is durable), `Answered` (asks) to
-    engines and `ReportNow` to the relay and scheduler while a question waits. Owns: a listening ROUTER, the `TaskStore` (and its
-    journal's files).
+    engines and `ReportNow` to the relay and scheduler while a question waits. Owns: a
+    listening ROUTER, the `TaskStore` (and its journal's files).
 
     Args:
         session: the cluster's session.

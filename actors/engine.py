@@ -69,9 +69,9 @@ class Engine(SocketActor):
     """Registers with the Hub, queues requests for its executor, serves control.
 
     Accepts: `Apply`, `Execute`, `Push`, `Pull`, `Clear` (queued), `Abort`, `Reclaim`,
-    `ShutdownEngine`, `Answered`, `TasksRecorded` (served at once). Emits: `Hello`, `RegisterEngine`, `TaskResult`
-    (for control; results of requests come from the executor), `Bounced` (a reclaimed
-    task, to the scheduler). Owns: a DEALER to the relay and one to the Hub (through its
+    `ShutdownEngine`, `Answered`, `TasksRecorded` (served at once). Emits: `Hello`,
+    `RegisterEngine`, `TaskResult` (for control; results of requests come from the
+    executor), `Bounced` (a reclaimed task, to the scheduler). Owns: a DEALER to the relay and one to the Hub (through its
     port), and its heart's sockets.
 
     Args:

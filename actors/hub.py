@@ -64,7 +64,8 @@ class Hub(SocketActor):
     the network); `HeartFailed` (from the heart monitor), `TasksSubmitted`/`TasksFinished`
     (from the relays). Emits: `EngineAdded`/`EngineDied` to the relay and heart monitor,
     `EngineRegistered`/`EngineUnregistered` on its notification PUB, `Answered` (asks) to
-    engines and `ReportNow` to the relays while a question waits. Owns: a listening ROUTER, the PUB, and a pidfd per engine of this host.
+    engines and `ReportNow` to the relays while a question waits. Owns: a listening
+    ROUTER, the PUB, and a pidfd per engine of this host.
 
     Args:
         session: the cluster's session.
