@@ -41,21 +41,25 @@ def cpu_hog() -> Iterator[None]:
             hog.wait(timeout=10)
 
 
-def _rounds(rc: Client, kind: str, rounds: int) -> None:
+def _rounds(rc: Client, kind: str, rounds: int, *, blocking: bool = False) -> None:
     other = Client(info=rc.info)
     try:
         view = rc[0] if kind == "direct" else rc.load_balanced_view()
         previous = purged = None
         for i in range(rounds):
-            ar = view.apply_async(abs, -i)
-            assert ar.get(timeout=10) == i
-            m = ar.msg_ids[0]
+            if blocking:  # the fast paths: asked of the executor, or placed on an idle engine
+                assert view.apply_sync(abs, -i) == i
+                m = rc.history[-1]
+            else:
+                ar = view.apply_async(abs, -i)
+                assert ar.get(timeout=10) == i
+                m = ar.msg_ids[0]
             assert rc.result_status([m]) == {"completed": [m], "pending": []}, f"round {i}"
             asker = other if i % 2 else rc  # another client: it never held the result
             assert asker.result_status([m]) == {"completed": [m], "pending": []}, f"round {i}"
             assert other.get_result(m).get(timeout=0) == i, f"round {i}"
             if i % 10 == 0:  # (verbose: every completed msg_id of the engine, a growing list)
-                status = asker.queue_status(verbose=True)[ar.engine_id]
+                status = asker.queue_status(verbose=True)[rc.metadata[m]["engine_id"]]
                 assert m not in status["queue"] + status["tasks"], f"round {i}"
                 assert m in status["completed"], f"round {i}"
             records = asker.db_query({"msg_id": m}, ["completed", "result_content"])
@@ -74,6 +78,14 @@ def _rounds(rc: Client, kind: str, rounds: int) -> None:
 @pytest.mark.parametrize("kind", ["direct", "balanced"])
 def test_every_question_after_a_result_reflects_it(cluster: Client, kind: str) -> None:
     _rounds(cluster, kind, ROUNDS)
+
+
+@pytest.mark.parametrize("kind", ["direct", "balanced"])
+def test_every_question_after_a_blocking_calls_result_reflects_it(
+    cluster: Client, kind: str
+) -> None:
+    """The same for `apply_sync`, whose requests and results take the fast paths."""
+    _rounds(cluster, kind, ROUNDS // 2, blocking=True)
 
 
 @pytest.mark.slow
